@@ -1,0 +1,1 @@
+"""Command-line interface: ``muse <command> ...``. Each command lives in its own module."""

@@ -1,0 +1,161 @@
+"""Typed, validated model configuration: the single source of defaults for the ``model:`` YAML section.
+
+Unknown or ill-typed keys are rejected with a message naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Literal
+
+from ase.data import atomic_numbers, chemical_symbols
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from muse_ff.nn.backbones import BACKBONES
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _backbone_hparams(name: str) -> set[str]:
+    """Hyper-parameter names a backbone accepts (from its class signature)."""
+    from muse_ff.nn.backbones import backbone_class
+
+    params = inspect.signature(backbone_class(name).__init__).parameters
+    return {k for k in params if k not in ("self", "in_features", "cutoff", "vector_in_features")}
+
+
+class BackboneConfig(_Strict):
+    """A backbone by name with its hyper-parameters (``model.backbone``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "painn"
+
+    @model_validator(mode="after")
+    def _check(self) -> "BackboneConfig":
+        if self.name not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.name!r}; allowed: {sorted(BACKBONES)}")
+        allowed = _backbone_hparams(self.name)
+        for key in self.hparams:
+            if key not in allowed:
+                raise ValueError(f"unknown hyper-parameter {key!r} for backbone {self.name!r}; "
+                                 f"allowed: {sorted(allowed)}")
+        return self
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+def _as_backbone(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
+
+
+class LevelConfig(_Strict):
+    """One coarse level (``model.levels[k]``); ``{}`` takes every default.
+
+    Attributes:
+        ratio: about one coarse node per ``ratio`` nodes of the finer level.
+        cutoff: radius (Å) of this level's coarse radius graph; default twice the finer level's.
+        reach: radius (Å) within which a fine node is assigned to anchors; default = ``cutoff`` / 2.
+        sigma: width (Å) of the Gaussian assignment kernel; default = ``reach`` / 2.5.
+        anchors: ``"bond-fps"`` (farthest-point sampling over the covalent bond graph, fixed for a system)
+            or ``"spatial-fps"`` (spatial farthest-point sampling with periodic images, for reactive systems).
+        backbone: this level's backbone; default the level-0 backbone (same class, own weights).
+    """
+
+    ratio: float = Field(8.0, gt=1.0)
+    cutoff: float | None = Field(None, gt=0)
+    reach: float | None = Field(None, gt=0)
+    sigma: float | None = Field(None, gt=0)
+    anchors: Literal["bond-fps", "spatial-fps"] = "bond-fps"
+    backbone: BackboneConfig | None = None
+
+    _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
+
+
+class HeadConfig(_Strict):
+    """Per-node energy head: an MLP with ``hidden`` units."""
+
+    hidden: int = Field(32, gt=0)
+
+
+class ModelConfig(_Strict):
+    """The ``model:`` section. ``species`` accepts symbols or atomic numbers (default: every element)."""
+
+    backbone: BackboneConfig = BackboneConfig()
+    cutoff: float = Field(5.0, gt=0)
+    levels: list[LevelConfig] = []
+    dtype: Literal["float32", "float64"] = "float32"
+    species: list[int] = list(range(1, 119))
+    embedding: int = Field(32, gt=0)
+    head: HeadConfig = HeadConfig()
+
+    _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @field_validator("species", mode="before")
+    @classmethod
+    def _species(cls, v: Any) -> Any:
+        out = []
+        for s in v:
+            if isinstance(s, str):
+                if s not in atomic_numbers or atomic_numbers[s] == 0:
+                    raise ValueError(f"unknown element {s!r} in species")
+                out.append(atomic_numbers[s])
+            else:
+                if not 1 <= int(s) <= 118:
+                    raise ValueError(f"unknown element Z={s} in species")
+                out.append(int(s))
+        if len(set(out)) != len(out):
+            raise ValueError("species has duplicates")
+        return sorted(out)
+
+    def level_cutoffs(self) -> list[float]:
+        """Cutoff of every level, atoms first (defaults double per level)."""
+        cuts = [self.cutoff]
+        for lev in self.levels:
+            cuts.append(lev.cutoff if lev.cutoff is not None else 2.0 * cuts[-1])
+        return cuts
+
+    @model_validator(mode="after")
+    def _grow(self) -> "ModelConfig":
+        cuts = self.level_cutoffs()
+        for k in range(1, len(cuts)):
+            if cuts[k] <= cuts[k - 1]:
+                raise ValueError(f"levels[{k - 1}].cutoff = {cuts[k]} Å must grow: it is not larger than the "
+                                 f"finer level's cutoff {cuts[k - 1]} Å")
+        return self
+
+    def species_symbols(self) -> list[str]:
+        return [chemical_symbols[z] for z in self.species]
+
+
+def _format(err: ValidationError, section: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (section, *e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def parse_model_config(config: dict | ModelConfig | None, section: str = "model") -> ModelConfig:
+    """Validate a ``model:`` dict into :class:`ModelConfig`, raising :class:`ConfigError` naming bad keys."""
+    if isinstance(config, ModelConfig):
+        return config
+    try:
+        return ModelConfig.model_validate(config or {})
+    except ValidationError as err:
+        raise ConfigError(_format(err, section)) from None

@@ -1,0 +1,191 @@
+"""Build :class:`~muse_ff.data.graph.Graph` batches from ASE ``Atoms``, validating the input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from muse_ff.data.graph import Graph
+from muse_ff.data.neighbors import neighbor_list
+
+#: default minimum interatomic distance (Å) below which a structure is rejected as overlapping
+MIN_DISTANCE = 0.5
+
+
+class StructureError(ValueError):
+    """A structure that cannot be evaluated (empty, NaN coordinates, unknown element, ...)."""
+
+
+@dataclass(frozen=True)
+class LabelKeys:
+    """Where labels live in extended XYZ / ``Atoms`` (mace/nequip-style defaults)."""
+
+    energy: str = "REF_energy"
+    forces: str = "REF_forces"
+    stress: str = "REF_stress"
+
+
+def validate_atoms(atoms: Atoms, min_distance: float = MIN_DISTANCE, index: int | None = None) -> None:
+    """Raise :class:`StructureError` naming the problem if ``atoms`` cannot be evaluated.
+
+    Checks: empty structure, non-finite positions or cell, unknown element, a periodic direction with a
+    degenerate (singular) cell. Overlapping atoms are checked on the neighbour list in :func:`frame_graph`.
+    """
+    where = "" if index is None else f" (structure {index})"
+    if len(atoms) == 0:
+        raise StructureError(f"empty structure{where}: it has no atoms")
+    pos = atoms.get_positions()
+    bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+    if bad.size:
+        raise StructureError(f"non-finite (NaN or inf) coordinates{where} for atoms {bad[:10].tolist()}")
+    z = atoms.numbers
+    unknown = np.flatnonzero((z < 1) | (z > 118))
+    if unknown.size:
+        k = int(unknown[0])
+        sym = atoms.get_chemical_symbols()[k]
+        raise StructureError(f"unknown element {sym!r} (Z={int(z[k])}) at atom {k}{where}")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    if not np.isfinite(cell).all():
+        raise StructureError(f"wrong cell{where}: non-finite cell entries")
+    if pbc.any():
+        vol = abs(np.linalg.det(cell))
+        lengths = np.linalg.norm(cell, axis=1)
+        if vol < 1e-6 or (lengths[pbc] < 1e-6).any():
+            raise StructureError(
+                f"wrong cell{where}: periodic boundaries {pbc.tolist()} need three linearly independent lattice "
+                f"vectors, got a singular cell (volume {vol:.3g} Å^3, lengths {np.round(lengths, 4).tolist()})"
+            )
+
+
+def _labels(atoms: Atoms, keys: LabelKeys) -> dict[str, np.ndarray | None]:
+    out: dict[str, np.ndarray | None] = {"energy": None, "forces": None, "stress": None}
+    if keys.energy in atoms.info:
+        out["energy"] = np.asarray(atoms.info[keys.energy], dtype=np.float64).reshape(())
+    if keys.forces in atoms.arrays:
+        out["forces"] = np.asarray(atoms.arrays[keys.forces], dtype=np.float64).reshape(len(atoms), 3)
+    if keys.stress in atoms.info:
+        s = np.asarray(atoms.info[keys.stress], dtype=np.float64).ravel()
+        if s.size == 6:  # Voigt xx yy zz yz xz xy
+            xx, yy, zz, yz, xz, xy = s
+            s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        out["stress"] = s.reshape(3, 3)
+    return out
+
+
+def frame_graph(
+    atoms: Atoms,
+    cutoff: float,
+    *,
+    keys: LabelKeys | None = LabelKeys(),
+    min_distance: float = MIN_DISTANCE,
+    index: int | None = None,
+) -> Graph:
+    """One validated structure as a single-frame float64 :class:`Graph` with a ``cutoff`` neighbour list.
+
+    Labels are read with ``keys`` (pass ``keys=None`` to skip them).
+    """
+    validate_atoms(atoms, min_distance, index)
+    pos = atoms.get_positions()
+    cell = np.asarray(atoms.cell[:], dtype=np.float64)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    i, j, s, d = neighbor_list(pos, cell, pbc, max(cutoff, min_distance))
+    close = d < min_distance
+    if close.any():
+        a, b = int(i[close][0]), int(j[close][0])
+        where = "" if index is None else f" in structure {index}"
+        raise StructureError(
+            f"overlapping atoms{where}: atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} "
+            f"({chemical_symbols[atoms.numbers[b]]}) are {d[close][0]:.3f} Å apart (minimum {min_distance} Å)"
+        )
+    keep = d < cutoff
+    n = len(atoms)
+    labels = _labels(atoms, keys) if keys is not None else {}
+    as_t = lambda x, dt=torch.float64: None if x is None else torch.as_tensor(x, dtype=dt)  # noqa: E731
+    return Graph(
+        positions=torch.as_tensor(pos, dtype=torch.float64),
+        species=torch.as_tensor(atoms.numbers, dtype=torch.int64),
+        cell=torch.as_tensor(cell, dtype=torch.float64).unsqueeze(0),
+        pbc=torch.as_tensor(pbc).unsqueeze(0),
+        batch=torch.zeros(n, dtype=torch.int64),
+        ptr=torch.tensor([0, n], dtype=torch.int64),
+        edge_index=torch.as_tensor(np.stack([i[keep], j[keep]]), dtype=torch.int64),
+        shifts=torch.as_tensor(s[keep], dtype=torch.float64),
+        cutoff=float(cutoff),
+        energy=None if labels.get("energy") is None else as_t(labels["energy"]).reshape(1),
+        forces=as_t(labels.get("forces")),
+        stress=None if labels.get("stress") is None else as_t(labels["stress"]).unsqueeze(0),
+    )
+
+
+def _cat_label(graphs: Sequence[Graph], name: str, shape_of) -> torch.Tensor | None:
+    vals = [getattr(g, name) for g in graphs]
+    if all(v is None for v in vals):
+        return None
+    return torch.cat([v if v is not None else torch.full(shape_of(g), float("nan"), dtype=torch.float64)
+                      for v, g in zip(vals, graphs)])
+
+
+def collate(graphs: Sequence[Graph]) -> Graph:
+    """Batch single- or multi-frame graphs into one :class:`Graph` (indices offset, labels concatenated).
+
+    A label present in some frames but not others is filled with NaN where missing.
+    """
+    if len(graphs) == 0:
+        raise StructureError("empty batch: no structures given")
+    if len({g.cutoff for g in graphs}) != 1:
+        raise ValueError("cannot batch graphs built with different cutoffs")
+    atom_off = torch.tensor([0] + [g.num_atoms for g in graphs]).cumsum(0)
+    frame_off = torch.tensor([0] + [g.num_frames for g in graphs]).cumsum(0)
+    ptr = torch.cat([graphs[0].ptr[:1]] + [g.ptr[1:] + atom_off[k] for k, g in enumerate(graphs)])
+    has_comp = all(g.component is not None for g in graphs)
+    comp = None
+    if has_comp:
+        comp_off = torch.tensor([0] + [int(g.component.max()) + 1 for g in graphs]).cumsum(0)
+        comp = torch.cat([g.component + comp_off[k] for k, g in enumerate(graphs)])
+    n_levels = min(len(g.anchors) for g in graphs)
+    anchors, home = [], []
+    fine_off = atom_off
+    for lev in range(n_levels):
+        coarse_off = torch.tensor([0] + [g.anchors[lev].numel() for g in graphs]).cumsum(0)
+        anchors.append(torch.cat([g.anchors[lev] + fine_off[k] for k, g in enumerate(graphs)]))
+        home.append(torch.cat([g.home[lev] + coarse_off[k] for k, g in enumerate(graphs)]))
+        fine_off = coarse_off
+    return Graph(
+        positions=torch.cat([g.positions for g in graphs]),
+        species=torch.cat([g.species for g in graphs]),
+        cell=torch.cat([g.cell for g in graphs]),
+        pbc=torch.cat([g.pbc for g in graphs]),
+        batch=torch.cat([g.batch + frame_off[k] for k, g in enumerate(graphs)]),
+        ptr=ptr,
+        edge_index=torch.cat([g.edge_index + atom_off[k] for k, g in enumerate(graphs)], dim=1),
+        shifts=torch.cat([g.shifts for g in graphs]),
+        cutoff=graphs[0].cutoff,
+        energy=_cat_label(graphs, "energy", lambda g: (g.num_frames,)),
+        forces=_cat_label(graphs, "forces", lambda g: (g.num_atoms, 3)),
+        stress=_cat_label(graphs, "stress", lambda g: (g.num_frames, 3, 3)),
+        component=comp,
+        anchors=anchors,
+        home=home,
+    )
+
+
+def atoms_to_graph(
+    atoms: Atoms | Sequence[Atoms],
+    cutoff: float,
+    *,
+    keys: LabelKeys | None = LabelKeys(),
+    min_distance: float = MIN_DISTANCE,
+) -> Graph:
+    """One ``Atoms`` or a list of them as a batched, validated float64 :class:`Graph`."""
+    frames = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+    if not frames:
+        raise StructureError("empty structure list: no structures given")
+    multi = len(frames) > 1
+    return collate([frame_graph(a, cutoff, keys=keys, min_distance=min_distance, index=k if multi else None)
+                    for k, a in enumerate(frames)])

@@ -1,0 +1,1 @@
+"""Model files (safe save/load) and atomic writes."""

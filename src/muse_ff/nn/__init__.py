@@ -1,0 +1,1 @@
+"""Neural-network building blocks: radial functions, backbones, heads and the MuSE model."""

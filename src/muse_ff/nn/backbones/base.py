@@ -1,0 +1,58 @@
+"""The Backbone protocol: one interface for every MLFF that MuSE runs at every scale."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BackboneOutput:
+    """What a backbone returns for each node.
+
+    Attributes:
+        scalars: [n, out_features] rotation-invariant features.
+        vectors: [n, 3, vector_features] rotation-equivariant (l = 1, Cartesian) features, or ``None``
+            for a backbone without them. Coarse levels may pool these like the scalars.
+    """
+
+    scalars: torch.Tensor
+    vectors: torch.Tensor | None = None
+
+
+class Backbone(nn.Module):
+    """Maps a graph with continuous node features to per-node features.
+
+    A backbone never embeds species, never computes energies and never calls autograd: geometry enters
+    only through ``edge_vectors``, computed by the caller from positions, cell and shifts, so forces,
+    stress and Hessians follow from autograd through it. The same class runs on atoms (level 0, input =
+    species embedding) and on coarse nodes (input = pooled features), each level with its own cutoff.
+
+    Subclasses set ``cutoff`` (Å), ``in_features``, ``out_features`` and ``vector_features`` (0 if
+    they return no equivariant features) and implement :meth:`forward`.
+    """
+
+    cutoff: float
+    in_features: int
+    out_features: int
+    vector_features: int = 0
+
+    def forward(
+        self,
+        node_features: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_vectors: torch.Tensor,
+        node_vectors: torch.Tensor | None = None,
+    ) -> BackboneOutput:
+        """Args:
+            node_features: [n, in_features] continuous input features.
+            edge_index: [2, e] (receiver i, sender j); only edges with ``|edge_vectors| < cutoff`` matter,
+                and every edge's contribution must go smoothly to zero at the cutoff.
+            edge_vectors: [e, 3] r_ij = r_j - r_i (Å).
+            node_vectors: optional [n, 3, vector_features] equivariant input (pooled from a finer level).
+        Returns:
+            :class:`BackboneOutput`.
+        """
+        raise NotImplementedError

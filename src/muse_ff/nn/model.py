@@ -1,0 +1,143 @@
+"""The MuSE model: species embedding, a backbone per level, pooling/unpooling, energy heads.
+
+``levels: []`` is the plain backbone; each entry of ``levels`` adds one coarse level (see
+:mod:`muse_ff.nn.pooling`). Derivatives (forces, stress, Hessians) are not computed here: see
+:mod:`muse_ff.physics.derivatives`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+from torch import nn
+
+from muse_ff.config import ModelConfig, parse_model_config
+from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate, frame_graph
+from muse_ff.data.graph import Graph
+from muse_ff.nn.backbones import BACKBONES
+from muse_ff.nn.heads import AtomicReference, EnergyHead
+from muse_ff.nn.anchors import select_anchors
+from muse_ff.nn.pooling import CoarseLevel
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class MuSEModel(nn.Module):
+    """Multiscale energy model. Build it with :func:`muse_ff.build_model`.
+
+    ``forward(graph, positions=None, cell=None)`` returns a dict:
+
+    - ``energy``: [B] float64 total energy per frame (eV)
+    - ``node_energy``: [N] float64 energy of each atom, coarse contributions handed back to atoms
+      through the assignments (sums to ``energy`` per frame)
+    - ``energy_levels``: [B, L + 1] float64 energy contributed by each level (atoms first; level 0
+      includes the reference energies)
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.dtype_ = _DTYPES[config.dtype]
+        index = torch.full((119,), -1, dtype=torch.int64)
+        index[torch.tensor(config.species)] = torch.arange(len(config.species))
+        self.register_buffer("species_index", index, persistent=False)
+        self.embedding = nn.Embedding(len(config.species), config.embedding)
+        cutoffs = config.level_cutoffs()
+        bb = config.backbone
+        self.backbone = BACKBONES[bb.name](config.embedding, cutoffs[0], **bb.hparams)
+        self.head = EnergyHead(self.backbone.out_features, config.head.hidden)
+        self.levels = nn.ModuleList()
+        fine = self.backbone
+        for k, lev in enumerate(config.levels):
+            lbb = lev.backbone or bb
+            level = CoarseLevel(lev, fine_features=fine.out_features, fine_vectors=fine.vector_features,
+                                cutoff=cutoffs[k + 1], fine_cutoff=cutoffs[k],
+                                backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
+                                    n_in, cut, vector_in_features=n_vec, **b.hparams),
+                                head_hidden=config.head.hidden)
+            self.levels.append(level)
+            fine = level.backbone
+        self.reference = AtomicReference(len(config.species))
+        self.to(self.dtype_)
+        self.reference.double()
+
+    # ------------------------------------------------------------------ structures -> graphs
+    @property
+    def cutoff(self) -> float:
+        return self.backbone.cutoff
+
+    @property
+    def species(self) -> list[int]:
+        return list(self.config.species)
+
+    def check_species(self, species: torch.Tensor) -> None:
+        """Raise :class:`StructureError` naming an element the model was not built for."""
+        idx = self.species_index[species]
+        if (idx < 0).any():
+            z = int(species[idx < 0][0])
+            known = [chemical_symbols[s] for s in self.config.species]
+            shown = known if len(known) <= 20 else known[:20] + ["..."]
+            raise StructureError(f"unknown element {chemical_symbols[z]!r} (Z={z}): this model knows {shown}")
+
+    def prepare(self, graph: Graph) -> Graph:
+        """Add the discrete per-system choices the levels need (components, anchors). Idempotent."""
+        if len(self.levels) == 0 or len(graph.anchors) == len(self.levels):
+            return graph
+        return select_anchors(graph, [lev.config for lev in self.levels], [lev.reach for lev in self.levels])
+
+    def graph_from_atoms(self, atoms: Atoms | Sequence[Atoms], keys: LabelKeys | None = None,
+                         min_distance: float = MIN_DISTANCE) -> Graph:
+        """Validated, batched graph of one or more structures, ready for :meth:`forward`."""
+        frames = [atoms] if isinstance(atoms, Atoms) else list(atoms)
+        if not frames:
+            raise StructureError("empty structure list: no structures given")
+        multi = len(frames) > 1
+        graphs = []
+        for k, a in enumerate(frames):
+            g = frame_graph(a, self.cutoff, keys=keys, min_distance=min_distance, index=k if multi else None)
+            self.check_species(g.species)
+            graphs.append(self.prepare(g))
+        return collate(graphs)
+
+    # ------------------------------------------------------------------ energy
+    def forward(self, graph: Graph, positions: torch.Tensor | None = None,
+                cell: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        pos = graph.positions if positions is None else positions
+        cel = graph.cell if cell is None else cell
+        sidx = self.species_index[graph.species]
+        out = self.backbone(self.embedding(sidx), graph.edge_index, graph.edge_vectors(pos, cel))
+        feats, states = [out], []
+        fine_pos, fine_batch = pos, graph.batch
+        fine_atom = torch.arange(graph.num_atoms, device=pos.device)
+        for k, level in enumerate(self.levels):
+            state = level.pool(graph, k, fine_pos, fine_batch, fine_atom, cel, feats[-1])
+            feats.append(level.run(state, cel))
+            states.append(state)
+            fine_pos, fine_batch, fine_atom = state.positions, state.batch, state.atom
+        # top-down: coarse context flows back to the finer level
+        scalars = [f.scalars for f in feats]
+        for k in range(len(self.levels) - 1, -1, -1):
+            scalars[k] = scalars[k] + self.levels[k].unpool(states[k], scalars[k + 1])
+        ref = self.reference
+        node_energy = ref.atomic(sidx) + ref.scale * self.head(scalars[0]).double()
+        B = graph.num_frames
+        levels_e = [torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(0, graph.batch, node_energy)]
+        coarse_e = None  # coarse energies handed down to atoms through the assignments
+        for k in range(len(self.levels) - 1, -1, -1):
+            e_k = ref.scale * self.levels[k].head(scalars[k + 1]).double()
+            levels_e.insert(1, torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(
+                0, states[k].batch, e_k))
+            coarse_e = e_k if coarse_e is None else e_k + coarse_e
+            coarse_e = states[k].distribute(coarse_e)  # to level k nodes
+        if coarse_e is not None:
+            node_energy = node_energy + coarse_e
+        energy_levels = torch.stack(levels_e, dim=1)
+        return {"energy": energy_levels.sum(dim=1), "node_energy": node_energy, "energy_levels": energy_levels}
+
+
+def build_model(config: dict | ModelConfig | None = None) -> MuSEModel:
+    """An untrained model from the ``model:`` config section (see :class:`muse_ff.config.ModelConfig`)."""
+    return MuSEModel(parse_model_config(config))
