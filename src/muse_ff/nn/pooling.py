@@ -74,20 +74,21 @@ def _candidate_pairs(graph, fine_pos, fine_batch, fine_comp, anchors, home, reac
     comp = fine_comp.cpu().numpy()
     home_np = home.cpu().numpy()
     pos = fine_pos.detach().cpu().double().numpy()
-    out_i, out_c, out_s = [], [], []
+    out_i, out_c, out_s, out_d = [], [], [], []
     for b, (lo, hi) in enumerate(_ranges(fine_batch, graph.num_frames)):
         cell, pbc = graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy()
-        i, j, s, _ = neighbor_list(pos[lo:hi], cell, pbc, reach)
+        i, j, s, d = neighbor_list(pos[lo:hi], cell, pbc, reach)
         i, j = i + lo, j + lo
         keep = (coarse_of[j] >= 0) & ((comp[i] == comp[j]) | (not same_component))
-        out_i.append(i[keep]), out_c.append(coarse_of[j[keep]]), out_s.append(s[keep])
+        out_i.append(i[keep]), out_c.append(coarse_of[j[keep]]), out_s.append(s[keep]), out_d.append(d[keep])
         mine = anchors_np[(anchors_np >= lo) & (anchors_np < hi)]
         out_i.append(mine), out_c.append(coarse_of[mine]), out_s.append(np.zeros((len(mine), 3), dtype=np.int64))
-    pi, pc, ps = np.concatenate(out_i), np.concatenate(out_c), np.concatenate(out_s)
+        out_d.append(np.zeros(len(mine)))
+    pi, pc, ps, pd = (np.concatenate(x) for x in (out_i, out_c, out_s, out_d))
     is_home = pc == home_np[pi]
-    # keep exactly one home pair per fine node: the first (shortest shifts come first is not guaranteed,
-    # so take the one with the smallest |shift|); add it when it is out of reach (free molecules only)
-    order = np.lexsort((np.abs(ps).sum(axis=1), ~is_home, pi))
+    # keep exactly one home pair per fine node (its nearest image); add it when it is out of reach,
+    # which only free (non-periodic) structures allow
+    order = np.lexsort((pd, ~is_home, pi))
     pi, pc, ps, is_home = pi[order], pc[order], ps[order], is_home[order]
     first = np.ones(len(pi), dtype=bool)
     first[1:] = pi[1:] != pi[:-1]

@@ -1,1 +1,1 @@
-"""testing."""
+"""Reusable test suites: :class:`~muse_ff.testing.conformance.ModelConformance`."""

@@ -25,7 +25,7 @@ class PaiNNMessage(nn.Module):
         super().__init__()
         self.features = features
         self.phi = _mlp(features, features, 3 * features)
-        self.filter = nn.Linear(num_basis, 3 * features)
+        self.filter = nn.Linear(num_basis, 3 * features, bias=False)  # no bias: zero filter at the cutoff
 
     def forward(self, s, v, edge_index, rbf, unit):
         i, j = edge_index

@@ -1,0 +1,17 @@
+"""The conformance suite for the plain PaiNN backbone and MuSE(PaiNN) with one and two coarse levels."""
+
+from muse_ff.testing.conformance import ModelConformance
+
+SMALL_PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
+
+
+class TestPaiNN(ModelConformance):
+    config = {"backbone": SMALL_PAINN, "levels": []}
+
+
+class TestMuSEOneLevel(ModelConformance):
+    config = {"backbone": SMALL_PAINN, "levels": [{}]}
+
+
+class TestMuSETwoLevels(ModelConformance):
+    config = {"backbone": SMALL_PAINN, "levels": [{"ratio": 4}, {"ratio": 4}]}
