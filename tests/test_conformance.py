@@ -2,7 +2,7 @@
 
 from muse_ff.testing.conformance import ModelConformance
 
-SMALL_PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
+from conftest import SMALL_PAINN
 
 
 class TestPaiNN(ModelConformance):

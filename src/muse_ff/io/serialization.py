@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -66,9 +65,9 @@ def _safe_load(path: Path) -> dict:
     except pickle.UnpicklingError as err:
         raise ModelFileError(f"{path}: refused to load: the file contains objects other than plain data "
                              f"(weights_only load failed: {str(err).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... on damaged archives
         raise ModelFileError(f"{path}: not a readable MuSE model file (truncated or corrupt?): "
                              f"{str(err).splitlines()[0]}") from None
 

@@ -1,0 +1,34 @@
+"""Model configuration: defaults, and errors that name the bad key."""
+
+import pytest
+
+from muse_ff import ConfigError, build_model, parse_model_config
+
+
+def test_defaults():
+    cfg = parse_model_config({})
+    assert cfg.backbone.name == "painn" and cfg.levels == [] and cfg.dtype == "float32"
+    assert cfg.level_cutoffs() == [5.0]
+    two = parse_model_config({"levels": [{}, {}]})
+    assert two.level_cutoffs() == [5.0, 10.0, 20.0]
+
+
+def test_backbone_given_by_name_or_dict_and_species_by_symbol():
+    a = parse_model_config({"backbone": "painn", "species": ["O", "H", 6]})
+    b = parse_model_config({"backbone": {"name": "painn", "features": 8}})
+    assert a.species == [1, 6, 8] and b.backbone.hparams == {"features": 8}
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"bogus": 1}, r"model\.bogus: unknown key"),
+    ({"dtype": "float16"}, r"model\.dtype"),
+    ({"backbone": "schnet"}, r"unknown backbone 'schnet'.*allowed: \['painn'"),
+    ({"backbone": {"name": "painn", "widht": 3}}, r"unknown hyper-parameter 'widht'.*features"),
+    ({"levels": [{"ratio": "many"}]}, r"model\.levels\.0\.ratio"),
+    ({"levels": [{"cutof": 3}]}, r"model\.levels\.0\.cutof: unknown key"),
+    ({"levels": [{"cutoff": 4.0}]}, r"levels\[0\]\.cutoff = 4.0 Å must grow"),
+    ({"species": ["Xx"]}, r"unknown element 'Xx'"),
+])
+def test_bad_config_raises_naming_the_key(config, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(config)
