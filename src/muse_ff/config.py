@@ -67,6 +67,8 @@ class LevelConfig(_Strict):
         anchors: ``"bond-fps"`` (farthest-point sampling over the covalent bond graph, fixed for a system)
             or ``"spatial-fps"`` (spatial farthest-point sampling with periodic images, for reactive systems).
         backbone: this level's backbone; default the level-0 backbone (same class, own weights).
+        min_nodes: fewest coarse nodes a structure must have at this level (default 1: a small molecule
+            may be one coarse node); a structure with fewer raises a clear error.
     """
 
     ratio: float = Field(8.0, gt=1.0)
@@ -75,6 +77,7 @@ class LevelConfig(_Strict):
     sigma: float | None = Field(None, gt=0)
     anchors: Literal["bond-fps", "spatial-fps"] = "bond-fps"
     backbone: BackboneConfig | None = None
+    min_nodes: int = Field(1, ge=1)
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

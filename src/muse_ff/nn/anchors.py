@@ -104,7 +104,11 @@ def _home(nodes_atoms: np.ndarray, anchor_atoms: np.ndarray, metric: _Metric) ->
     return d.argmin(axis=1).astype(np.int64)
 
 
-def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds):
+class CoarseLevelError(ValueError):
+    """A structure that cannot be coarse-grained as the configuration requires."""
+
+
+def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds, min_nodes=None):
     """Anchors of one frame for every level.
 
     Returns ``(component [n], anchors, home)``: ``anchors[k]`` indexes level-k nodes, ``home[k]`` gives for
@@ -114,7 +118,8 @@ def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds):
     node_atom = np.arange(len(numbers))  # the atom each level-k node sits on (its anchor chain)
     node_comp = comp.copy()
     anchors, homes = [], []
-    for ratio, kind in zip(ratios, kinds):
+    min_nodes = min_nodes or [1] * len(ratios)
+    for level, (ratio, kind) in enumerate(zip(ratios, kinds)):
         metric = _Metric(kind, graph, positions, cell, pbc)
         groups = [np.flatnonzero(node_comp == c) for c in np.unique(node_comp)] if kind == "bond-fps" \
             else [np.arange(len(node_atom))]
@@ -126,13 +131,18 @@ def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds):
             home[nodes] = np.asarray(h) + len(chosen)
             chosen.extend(picks)
         chosen = np.asarray(chosen, dtype=np.int64)
+        if len(chosen) < min_nodes[level]:
+            raise CoarseLevelError(
+                f"coarse level {level + 1} has {len(chosen)} node(s) for this structure of {len(numbers)} atoms, "
+                f"but the configuration requires at least {min_nodes[level]} (min_nodes); lower `ratio` or "
+                f"`min_nodes`, or remove the level")
         anchors.append(chosen)
         homes.append(home)
         node_atom, node_comp = node_atom[chosen], node_comp[chosen]
     return comp, anchors, homes
 
 
-def select_anchors(graph: Graph, level_configs, reaches) -> Graph:
+def select_anchors(graph: Graph, level_configs) -> Graph:
     """Return ``graph`` with ``component``, ``anchors`` and ``home`` filled for every level, frame by frame."""
     from muse_ff.data.atoms import collate
 
@@ -142,7 +152,8 @@ def select_anchors(graph: Graph, level_configs, reaches) -> Graph:
         comp, anchors, homes = select_frame_anchors(
             graph.positions[sl].detach().cpu().double().numpy(), graph.species[sl].cpu().numpy(),
             graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy(),
-            [c.ratio for c in level_configs], [c.anchors for c in level_configs])
+            [c.ratio for c in level_configs], [c.anchors for c in level_configs],
+            [c.min_nodes for c in level_configs])
         edge_index, shifts = _frame_edges(graph, b, sl)
         sub = Graph(positions=graph.positions[sl], species=graph.species[sl], cell=graph.cell[b:b + 1],
                     pbc=graph.pbc[b:b + 1], batch=torch.zeros(sl.stop - sl.start, dtype=torch.int64),

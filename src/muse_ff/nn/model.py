@@ -86,7 +86,7 @@ class MuSEModel(nn.Module):
         """Add the discrete per-system choices the levels need (components, anchors). Idempotent."""
         if len(self.levels) == 0 or len(graph.anchors) == len(self.levels):
             return graph
-        return select_anchors(graph, [lev.config for lev in self.levels], [lev.reach for lev in self.levels])
+        return select_anchors(graph, [lev.config for lev in self.levels])
 
     def graph_from_atoms(self, atoms: Atoms | Sequence[Atoms], keys: LabelKeys | None = None,
                          min_distance: float = MIN_DISTANCE) -> Graph:
@@ -103,24 +103,38 @@ class MuSEModel(nn.Module):
         return collate(graphs)
 
     # ------------------------------------------------------------------ energy
+    def encode(self, graph: Graph, positions: torch.Tensor, cell: torch.Tensor):
+        """Bottom-up through the levels, then top-down unpooling.
+
+        Returns ``(scalars, states)``: per-level invariant features after the top-down pass (atoms first)
+        and the :class:`~muse_ff.nn.pooling.PoolState` of every coarse level.
+        """
+        sidx = self.species_index[graph.species]
+        out = self.backbone(self.embedding(sidx), graph.edge_index, graph.edge_vectors(positions, cell))
+        feats, states = [out], []
+        fine_pos, fine_batch = positions, graph.batch
+        fine_atom = torch.arange(graph.num_atoms, device=positions.device)
+        for k, level in enumerate(self.levels):
+            state = level.pool(graph, k, fine_pos, fine_batch, fine_atom, cell, feats[-1])
+            feats.append(level.run(state, cell))
+            states.append(state)
+            fine_pos, fine_batch, fine_atom = state.positions, state.batch, state.atom
+        scalars = [f.scalars for f in feats]
+        for k in range(len(self.levels) - 1, -1, -1):  # coarse context flows back to the finer level
+            scalars[k] = scalars[k] + self.levels[k].unpool(states[k], scalars[k + 1])
+        return scalars, states
+
+    @torch.no_grad()
+    def coarse_grain(self, graph: Graph) -> list:
+        """The coarse levels of ``graph`` (positions, assignment weights, masses) without energies."""
+        return self.encode(self.prepare(graph), graph.positions, graph.cell)[1]
+
     def forward(self, graph: Graph, positions: torch.Tensor | None = None,
                 cell: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         pos = graph.positions if positions is None else positions
         cel = graph.cell if cell is None else cell
         sidx = self.species_index[graph.species]
-        out = self.backbone(self.embedding(sidx), graph.edge_index, graph.edge_vectors(pos, cel))
-        feats, states = [out], []
-        fine_pos, fine_batch = pos, graph.batch
-        fine_atom = torch.arange(graph.num_atoms, device=pos.device)
-        for k, level in enumerate(self.levels):
-            state = level.pool(graph, k, fine_pos, fine_batch, fine_atom, cel, feats[-1])
-            feats.append(level.run(state, cel))
-            states.append(state)
-            fine_pos, fine_batch, fine_atom = state.positions, state.batch, state.atom
-        # top-down: coarse context flows back to the finer level
-        scalars = [f.scalars for f in feats]
-        for k in range(len(self.levels) - 1, -1, -1):
-            scalars[k] = scalars[k] + self.levels[k].unpool(states[k], scalars[k + 1])
+        scalars, states = self.encode(graph, pos, cel)
         ref = self.reference
         node_energy = ref.atomic(sidx) + ref.scale * self.head(scalars[0]).double()
         B = graph.num_frames
