@@ -1,0 +1,301 @@
+"""Label a file of structures with a teacher: parallel, resumable, and honest about failures.
+
+Durability. Each finished frame is appended as one JSON line to a sidecar journal ``OUT.journal`` and
+flushed to disk (``fsync``) before the next is recorded, so a kill at any moment loses at most the
+frames being computed. The output file itself is written only at the end, to a temporary file that is
+then renamed over ``OUT`` (atomic on POSIX): ``OUT`` is never half-written. On restart, frames found in
+the journal, or already in ``OUT`` with the same teacher provenance and the same positions, are not
+computed again. Failed frames are never considered done: a re-run tries them again.
+
+Failures. A frame on which the teacher fails (SCF not converged, wrong atoms for the topology, ...) is
+recorded with its index and message in ``OUT.failures.txt`` and in the returned report; it is left
+out of ``OUT`` but never silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+from muse_ff.data.atoms import LabelKeys
+from muse_ff.teachers.base import Label, Teacher, TeacherError
+
+#: info key holding a labelled frame's index in the input file
+SOURCE_INDEX = "source_index"
+
+
+@dataclass
+class LabelReport:
+    """What a labelling run did. ``failures``: (input frame index, message), sorted by index."""
+
+    total: int
+    computed: int
+    reused: int
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    out_path: Path | None = None
+    failures_path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def labelled(self) -> int:
+        """Frames present in the output."""
+        return self.total - len(self.failures)
+
+
+def journal_path(out_path: str | Path) -> Path:
+    return Path(str(out_path) + ".journal")
+
+
+def failures_path(out_path: str | Path) -> Path:
+    return Path(str(out_path) + ".failures.txt")
+
+
+# ----------------------------------------------------------------------------------------- journal
+def _header(frames: Sequence[Atoms], provenance: dict[str, str]) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    for a in frames:
+        digest.update(np.ascontiguousarray(a.numbers, dtype=np.int64).tobytes())
+        digest.update(np.ascontiguousarray(a.positions, dtype=np.float64).round(6).tobytes())
+    return {"header": 1, "n_frames": len(frames), "input_sha256": digest.hexdigest(), **provenance}
+
+
+def _read_journal(path: Path, header: dict[str, Any]) -> dict[int, Label]:
+    """Successful records of a journal written for the same input and teacher; drops a torn last line."""
+    if not path.exists():
+        return {}
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]  # a kill can leave one partial line at the end
+    if len(complete) != len(raw):
+        with open(path, "r+b") as fh:
+            fh.truncate(len(complete))
+    lines = [json.loads(x) for x in complete.decode().splitlines() if x.strip()]
+    if not lines:
+        return {}
+    if lines[0] != header:
+        raise TeacherError(
+            f"the journal {path} was written for a different input or teacher (it records "
+            f"{ {k: lines[0].get(k) for k in ('teacher', 'n_frames')} }); delete it to start over"
+        )
+    done = {}
+    for rec in lines[1:]:
+        if "error" not in rec:
+            stress = None if rec.get("stress") is None else np.asarray(rec["stress"])
+            done[rec["index"]] = Label(rec["energy"], np.asarray(rec["forces"]), stress)
+    return done
+
+
+class _Journal:
+    """Append-only JSON-lines log, each record flushed and fsync'ed before returning."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        new = not path.exists() or path.stat().st_size == 0
+        self._fh = open(path, "a", encoding="utf-8")
+        if new:
+            self.write(header)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _record(index: int, outcome: Label | str) -> dict[str, Any]:
+    if isinstance(outcome, str):
+        return {"index": index, "error": outcome}
+    stress = None if outcome.stress is None else outcome.stress.tolist()
+    return {"index": index, "energy": outcome.energy, "forces": outcome.forces.tolist(), "stress": stress}
+
+
+# ------------------------------------------------------------------------------------ reuse of OUT
+def _reuse_output(out_path: Path, frames: Sequence[Atoms], provenance: dict[str, str],
+                  keys: LabelKeys) -> dict[int, Label]:
+    """Labels of frames already in ``out_path`` made by the same teacher for the same positions."""
+    if not out_path.exists():
+        return {}
+    done = {}
+    for a in ase.io.read(out_path, index=":"):
+        k = a.info.get(SOURCE_INDEX)
+        if k is None or not 0 <= int(k) < len(frames) or keys.energy not in a.info:
+            continue
+        src = frames[int(k)]
+        same_provenance = all(str(a.info.get(key)) == value for key, value in provenance.items())
+        if (not same_provenance or len(a) != len(src) or (a.numbers != src.numbers).any()
+                or not np.allclose(a.positions, src.positions, atol=1e-6)):
+            continue
+        stress = a.info.get(keys.stress)
+        done[int(k)] = Label(a.info[keys.energy], a.arrays[keys.forces],
+                             None if stress is None else np.asarray(stress).reshape(3, 3))
+    return done
+
+
+# ----------------------------------------------------------------------------------------- workers
+_WORKER_TEACHER: Teacher | None = None
+
+
+def _init_worker(teacher_cls: type[Teacher], settings: dict[str, Any]) -> None:
+    global _WORKER_TEACHER
+    _WORKER_TEACHER = teacher_cls(**settings)
+
+
+def _label_one(teacher: Teacher, index: int, atoms: Atoms) -> tuple[int, Label | str]:
+    """``(index, Label)`` or ``(index, error message)``; never raises for a per-frame failure."""
+    try:
+        return index, teacher.label(atoms)
+    except Exception as err:  # reported with its index, never dropped
+        return index, f"{type(err).__name__}: {err}"
+
+
+def _label_in_worker(index: int, atoms: Atoms) -> tuple[int, Label | str]:
+    assert _WORKER_TEACHER is not None, "worker teacher not initialised"
+    return _label_one(_WORKER_TEACHER, index, atoms)
+
+
+def _run_serial(teacher: Teacher, todo: list[tuple[int, Atoms]]) -> Iterator[tuple[int, Label | str]]:
+    for index, atoms in todo:
+        yield _label_one(teacher, index, atoms)
+
+
+def _run_pool(teacher_cls: type[Teacher], settings: dict[str, Any], todo: list[tuple[int, Atoms]],
+              workers: int) -> Iterator[tuple[int, Label | str]]:
+    """Results as they finish, from ``workers`` spawned processes, with at most 2 tasks per worker queued."""
+    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP/torch initialisation can deadlock
+    pending: set[Future] = set()
+    queue = iter(todo)
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(teacher_cls, settings)) as pool:
+        for index, atoms in queue:
+            pending.add(pool.submit(_label_in_worker, index, atoms))
+            if len(pending) >= 2 * workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in finished)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (f.result() for f in finished)
+
+
+# --------------------------------------------------------------------------------------- pipeline
+def _progress_bar(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False)
+
+
+def _labelled_atoms(atoms: Atoms, index: int, label: Label, provenance: dict[str, str],
+                    keys: LabelKeys) -> Atoms:
+    """A copy of ``atoms`` carrying ``label`` under ``keys`` plus provenance and the source index."""
+    out = atoms.copy()
+    out.calc = None
+    out.info.update(provenance)
+    out.info[SOURCE_INDEX] = index
+    out.info[keys.energy] = label.energy
+    out.arrays[keys.forces] = label.forces
+    if label.stress is not None:
+        out.info[keys.stress] = label.stress.reshape(9)
+    return out
+
+
+def write_atomic(path: Path, frames: Sequence[Atoms]) -> None:
+    """Write extxyz (compressed if ``path`` ends in .gz/.xz/.bz2) to a temporary file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        ase.io.write(tmp, list(frames), format="extxyz")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_failures(path: Path, failures: list[tuple[int, str]], in_path: Path | None) -> None:
+    if not failures:
+        path.unlink(missing_ok=True)
+        return
+    lines = [f"# {len(failures)} frame(s) of {in_path or 'the input'} could not be labelled: index<TAB>message"]
+    lines += [f"{i}\t{' '.join(msg.split())}" for i, msg in failures]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def label_frames(frames: Sequence[Atoms], teacher_cls: type[Teacher], settings: dict[str, Any],
+                 out_path: str | Path, *, workers: int = 1, keys: LabelKeys = LabelKeys(),
+                 progress: bool = False, in_path: Path | None = None,
+                 on_result: Callable[[int], None] | None = None) -> LabelReport:
+    """Label ``frames`` with ``teacher_cls(**settings)`` and write them to ``out_path`` (see module doc).
+
+    ``workers`` > 1 uses that many spawned processes. Returns a :class:`LabelReport`; failed frames are
+    listed there and in ``OUT.failures.txt`` and are left out of ``out_path``.
+    """
+    start, out_path = time.perf_counter(), Path(out_path)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    teacher = teacher_cls(**settings)  # fail early on a missing package or bad settings
+    provenance = teacher.provenance()
+    header = _header(frames, provenance)
+    jpath = journal_path(out_path)
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    done = {**_reuse_output(out_path, frames, provenance, keys), **_read_journal(jpath, header)}
+    todo = [(k, a) for k, a in enumerate(frames) if k not in done]
+    failures: dict[int, str] = {}
+    journal = _Journal(jpath, header)
+    try:
+        for k, label in done.items():  # make the journal self-sufficient before computing more
+            journal.write(_record(k, label))
+        results = (_run_serial(teacher, todo) if workers == 1 or len(todo) <= 1
+                   else _run_pool(teacher_cls, settings, todo, workers))
+        with _progress_bar(progress) as bar:
+            task = bar.add_task(f"labelling with {teacher.name}", total=len(frames), completed=len(done))
+            for index, outcome in results:
+                journal.write(_record(index, outcome))
+                if isinstance(outcome, str):
+                    failures[index] = outcome
+                else:
+                    done[index] = outcome
+                bar.advance(task)
+                if on_result is not None:
+                    on_result(index)
+    finally:
+        journal.close()
+    labelled = [_labelled_atoms(frames[k], k, done[k], provenance, keys) for k in sorted(done)]
+    write_atomic(out_path, labelled)
+    fails = sorted(failures.items())
+    _write_failures(failures_path(out_path), fails, in_path)
+    jpath.unlink()
+    return LabelReport(total=len(frames), computed=len(todo) - len(fails), reused=len(frames) - len(todo),
+                       failures=fails, out_path=out_path,
+                       failures_path=failures_path(out_path) if fails else None,
+                       seconds=time.perf_counter() - start)
+
+
+def label_file(in_path: str | Path, out_path: str | Path, teacher: str | type[Teacher],
+               settings: dict[str, Any] | None = None, **kwargs: Any) -> LabelReport:
+    """Read every frame of ``in_path`` (extxyz or any ASE format), label it, write ``out_path``.
+
+    ``teacher`` is a name in :data:`muse_ff.teachers.TEACHERS` or a :class:`Teacher` subclass. Keyword
+    arguments go to :func:`label_frames` (``workers``, ``keys``, ``progress``).
+    """
+    from muse_ff.teachers import get_teacher_class
+
+    in_path = Path(in_path)
+    if not in_path.is_file():
+        raise FileNotFoundError(f"input structures not found: {in_path}")
+    if Path(out_path).resolve() == in_path.resolve():
+        raise ValueError(f"output {out_path} would overwrite the input; choose another path")
+    teacher_cls = get_teacher_class(teacher) if isinstance(teacher, str) else teacher
+    frames = ase.io.read(in_path, index=":")
+    if not frames:
+        raise ValueError(f"no structures in {in_path}")
+    return label_frames(frames, teacher_cls, dict(settings or {}), out_path, in_path=in_path, **kwargs)
