@@ -1,0 +1,207 @@
+"""Soft Coarse-Graining Pooling: weights, anchors, smoothness across anchor boundaries, receptive field."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import graphene, molecule
+
+from muse_ff import MuSECalculator, build_model
+from muse_ff.nn.anchors import CoarseLevelError, select_frame_anchors
+from muse_ff.nn.pooling import AnchorReachError
+from muse_ff.physics import energy_and_derivatives, hessian_vector_product
+
+PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
+
+
+def flake(radius: float = 7.0) -> Atoms:
+    """A hydrogen-terminated graphene disk (C and H) in the xy plane, centred at the origin."""
+    sheet = graphene(a=2.46, size=(12, 12, 1), vacuum=None)
+    sheet.pbc = False
+    pos = sheet.positions - sheet.positions.mean(axis=0)
+    keep = np.linalg.norm(pos[:, :2], axis=1) < radius
+    c = pos[keep]
+    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
+    h = []
+    for i in range(len(c)):
+        nb = np.flatnonzero((d[i] < 1.6) & (d[i] > 0))
+        if len(nb) == 2:  # edge carbon: one H along the outward bisector
+            out = 2 * c[i] - c[nb].sum(axis=0)
+            h.append(c[i] + 1.09 * out / np.linalg.norm(out))
+    keep_c = [i for i in range(len(c)) if ((d[i] < 1.6) & (d[i] > 0)).sum() >= 2]
+    return Atoms("C" * len(keep_c) + "H" * len(h), positions=np.vstack([c[keep_c], np.array(h)]))
+
+
+def benzene_at(x: float, height: float = 3.4) -> Atoms:
+    b = molecule("C6H6")
+    b.positions += np.array([x, 0.3, height]) - b.positions.mean(axis=0)
+    return b
+
+
+def _model(anchors="bond-fps", levels=2, seed=0):
+    torch.manual_seed(seed)
+    lev = {"ratio": 6, "anchors": anchors}
+    model = build_model({"backbone": PAINN, "levels": [lev] * levels, "dtype": "float64"})
+    model.reference.set(scale=1.0)
+    return model.eval()
+
+
+def test_weights_nonnegative_normalised_and_every_atom_assigned():
+    model = _model()
+    atoms = flake() + benzene_at(0.0)
+    states = model.coarse_grain(model.graph_from_atoms(atoms))
+    n_fine = len(atoms)
+    for state in states:
+        w = state.weights
+        assert (w >= 0).all()
+        sums = torch.zeros(n_fine, dtype=w.dtype).index_add_(0, state.pair_fine, w)
+        torch.testing.assert_close(sums, torch.ones_like(sums))
+        assert torch.isclose(state.mass.sum(), torch.tensor(float(n_fine), dtype=w.dtype))
+        n_fine = state.positions.shape[0]
+
+
+def test_bond_fps_keeps_assignments_inside_covalent_components():
+    model = _model()
+    atoms = flake() + benzene_at(0.0)
+    graph = model.graph_from_atoms(atoms)
+    state = model.coarse_grain(graph)[0]
+    comp = graph.component
+    anchor_comp = comp[graph.anchors[0]]
+    assert torch.equal(comp[state.pair_fine], anchor_comp[state.pair_coarse])
+    # benzene (12 atoms, ratio 6) gets its own two coarse nodes, whatever its height
+    assert (anchor_comp == comp[-1]).sum() == 2
+
+
+def test_small_molecule_is_one_coarse_node():
+    comp, anchors, home = select_frame_anchors(molecule("H2O").positions, molecule("H2O").numbers,
+                                               np.zeros((3, 3)), np.zeros(3, bool), [8.0], ["bond-fps"])
+    assert len(anchors[0]) == 1 and (home[0] == 0).all()
+
+
+def test_anchor_choice_is_invariant_to_atom_order_and_rotation():
+    atoms = flake()
+    atoms.rattle(0.02, seed=0)
+    pbc, cell = np.zeros(3, bool), np.zeros((3, 3))
+    _, anchors, _ = select_frame_anchors(atoms.positions, atoms.numbers, cell, pbc, [6.0, 4.0], ["bond-fps"] * 2)
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    _, anchors_p, _ = select_frame_anchors(atoms.positions[perm], atoms.numbers[perm], cell, pbc, [6.0, 4.0],
+                                           ["bond-fps"] * 2)
+    assert sorted(perm[anchors_p[0]].tolist()) == sorted(anchors[0].tolist())
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    _, anchors_r, _ = select_frame_anchors(atoms.positions @ q.T + 5.0, atoms.numbers, cell, pbc, [6.0, 4.0],
+                                           ["bond-fps"] * 2)
+    assert anchors_r[0].tolist() == anchors[0].tolist() and anchors_r[1].tolist() == anchors[1].tolist()
+
+
+@pytest.mark.parametrize("anchors", ["bond-fps", "spatial-fps"])
+def test_smooth_when_molecule_slides_over_flake_across_anchor_boundaries(anchors):
+    """Energy, forces and curvature along a fine lateral path are continuous (no jumps from pooling)."""
+    model = _model(anchors)
+    base = flake()
+    calc = MuSECalculator(model)
+    xs = np.linspace(-1.5, 1.5, 81)
+    direction = np.zeros((len(base) + 12, 3))
+    direction[len(base):, 0] = 1.0
+    energies, fx, curv, npairs = [], [], [], []
+    for x in xs:
+        atoms = base + benzene_at(x)
+        atoms.calc = calc  # anchors fixed at the first frame, as in MD
+        energies.append(atoms.get_potential_energy())
+        fx.append(atoms.get_forces()[len(base):, 0].sum())
+        graph = calc.graph(atoms)
+        hv = hessian_vector_product(model, graph, torch.as_tensor(direction))
+        curv.append(float((hv.numpy() * direction).sum()))
+        npairs.append(model.coarse_grain(graph)[0].pair_fine.numel())
+    energies, fx, curv = map(np.array, (energies, fx, curv))
+    h = xs[1] - xs[0]
+    # the profile is not flat: the test has something to see
+    assert np.ptp(energies) > 1e-4
+    # dE/dx = -F_x (energy consistent with forces along the path)
+    np.testing.assert_allclose(np.diff(energies) / h, -0.5 * (fx[1:] + fx[:-1]), atol=2e-3 * np.abs(fx).max() + 1e-6)
+    # dF/dx = -curvature, and no jump in any of them between neighbouring points
+    np.testing.assert_allclose(np.diff(fx) / h, -0.5 * (curv[1:] + curv[:-1]), atol=0.02 * np.abs(curv).max() + 1e-6)
+    # a jump in the curvature would show in its second difference as large as in its first difference
+    assert np.abs(np.diff(curv, 2)).max() < 0.25 * np.abs(np.diff(curv)).max()
+    if anchors == "spatial-fps":  # assignments really change along the path
+        assert len(set(npairs)) > 1
+
+
+def test_receptive_field_reaches_30_angstrom_under_muse_only():
+    """Moving the far end of a 40 Å alkane chain changes the atomic energies of the near end under MuSE."""
+    chain = _alkane(32)
+    far_end = int(np.argmax(chain.positions[:, 0]))
+    near = np.flatnonzero(chain.positions[:, 0] < chain.positions[:, 0].min() + 3.0)
+    moved = chain.copy()
+    moved.positions[far_end] += [0.0, 0.15, 0.1]
+    assert np.linalg.norm(chain.positions[near] - chain.positions[far_end], axis=1).min() > 30.0
+    for levels, expect_change in [(0, False), (2, True)]:
+        torch.manual_seed(0)
+        model = build_model({"backbone": PAINN, "levels": [{}] * levels, "dtype": "float64"}).eval()
+        calc = MuSECalculator(model)
+        chain.calc = calc
+        e_a = chain.get_potential_energies()[near]
+        moved.calc = calc
+        e_b = moved.get_potential_energies()[near]
+        changed = np.abs(e_a - e_b).max()
+        assert (changed > 1e-9) == expect_change, (levels, changed)
+
+
+def _alkane(n: int) -> Atoms:
+    """An all-trans CnH(2n+2) chain along x."""
+    pos, sym = [], []
+    for i in range(n):
+        x, z = 1.26 * i, 0.44 * (i % 2)
+        pos.append([x, 0.0, z]), sym.append("C")
+        sgn = -1 if i % 2 else 1
+        pos += [[x, 0.89, z - sgn * 0.51], [x, -0.89, z - sgn * 0.51]]
+        sym += ["H", "H"]
+    pos += [[-1.0, 0.0, -0.3], [1.26 * (n - 1) + 1.0, 0.0, 0.44 * ((n - 1) % 2) + 0.3]]
+    sym += ["H", "H"]
+    return Atoms(sym, positions=pos)
+
+
+def test_extensive_beyond_largest_receptive_field():
+    model = _model()
+    a = molecule("C6H6")
+    b = a.copy()
+    b.translate([60.0, 0, 0])
+    calc = MuSECalculator(model)
+    a.calc = calc
+    e1 = a.get_potential_energy()
+    pair = a + b
+    pair.calc = MuSECalculator(model)
+    assert abs(pair.get_potential_energy() - 2 * e1) < 1e-9
+
+
+def test_energy_split_by_level_sums_to_total_and_per_atom():
+    model = _model()
+    atoms = flake() + benzene_at(0.0)
+    out = energy_and_derivatives(model, model.graph_from_atoms(atoms), forces=False)
+    assert out["energy_levels"].shape == (1, 3)
+    torch.testing.assert_close(out["energy_levels"].sum(1), out["energy"])
+    torch.testing.assert_close(out["node_energy"].sum(), out["energy"][0])
+    assert (out["energy_levels"][0, 1:].abs() > 0).all()  # the coarse levels contribute
+
+
+def test_raises_if_periodic_atom_leaves_reach_of_its_anchor():
+    torch.manual_seed(0)
+    model = build_model({"backbone": PAINN, "levels": [{"reach": 1.2}], "dtype": "float64"})
+    water = molecule("H2O", vacuum=4.0)
+    water.pbc = True
+    calc = MuSECalculator(model)
+    water.calc = calc
+    water.get_potential_energy()
+    o = int(np.flatnonzero(water.numbers == 8)[0])
+    h = int(np.flatnonzero(water.numbers == 1)[0])
+    water.positions[h] = water.positions[o] + 1.5 * (water.positions[h] - water.positions[o]) / np.linalg.norm(
+        water.positions[h] - water.positions[o])
+    with pytest.raises(AnchorReachError, match="home anchor beyond the pooling reach"):
+        water.get_potential_energy()
+    calc.reset_anchors()  # choosing anchors again for the new geometry works
+    assert np.isfinite(water.get_potential_energy())
+
+
+def test_raises_if_level_has_fewer_nodes_than_required():
+    model = build_model({"backbone": PAINN, "levels": [{"min_nodes": 2}]})
+    with pytest.raises(CoarseLevelError, match="coarse level 1 has 1 node.*at least 2"):
+        model.graph_from_atoms(molecule("H2O"))
