@@ -1,0 +1,33 @@
+"""``muse train CONFIG.yaml``: train a model from a YAML file (see docs/TRAINING.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a model from a YAML config (model/data/training sections); multi-GPU with --devices"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training YAML file")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.ckpt")
+    parser.add_argument("--devices", default="1", help="devices per node (an integer, or 'auto'); default 1")
+    parser.add_argument("--num-nodes", type=int, default=1, help="number of nodes (DDP); default 1")
+    parser.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda, mps; default auto")
+    parser.add_argument("--strategy", default=None, help="Lightning strategy (default: ddp when >1 process)")
+    parser.add_argument("--output-dir", default=None, help="override training.output_dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from muse_ff.training import load_train_config, train
+    from muse_ff.training.report import print_train_summary
+
+    cfg = load_train_config(args.config)
+    if args.output_dir is not None:
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"output_dir": args.output_dir})})
+    devices = int(args.devices) if args.devices.isdigit() else args.devices
+    result = train(cfg, resume=args.resume, devices=devices, num_nodes=args.num_nodes,
+                   accelerator=args.accelerator, strategy=args.strategy, progress=not args.no_progress)
+    if result.is_main:
+        print_train_summary(result.summary, result.output_dir)
+    return 0

@@ -1,0 +1,137 @@
+"""The one training path for every model: a PyTorch Lightning module and data module.
+
+Lightning brings multi-device / multi-node training (DDP), checkpoint-resume of optimiser, scheduler and
+loop state, gradient clipping and logging; this module only says what a step is. Validation takes forces
+by autograd, so the trainer must run with ``inference_mode=False`` (and the step re-enables gradients).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from muse_ff.data.graph import Graph
+from muse_ff.physics.derivatives import energy_and_derivatives
+from muse_ff.training.config import TrainingConfig
+from muse_ff.training.data import GraphDataset, collate_graphs
+from muse_ff.training.loss import QUANTITIES, ErrorSums, loss_terms
+
+
+def make_ema(model: torch.nn.Module, decay: float | None) -> AveragedModel | None:
+    """Exponential moving average of ``model``'s parameters (``None`` when ``decay`` is ``None``)."""
+    if decay is None:
+        return None
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+    for p in ema.parameters():
+        p.requires_grad_(False)  # not trained: DDP and the optimiser leave it alone
+    return ema
+
+
+def _sync_buffers(ema: AveragedModel, model: torch.nn.Module) -> None:
+    """Copy buffers (reference energies, scale, shift, species index) from the model, unaveraged."""
+    with torch.no_grad():
+        for b_ema, b in zip(ema.module.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+class MuSEModule(L.LightningModule):
+    """Trains a :class:`~muse_ff.nn.model.MuSEModel` on energies, forces and stresses."""
+
+    def __init__(self, model, config: TrainingConfig, has_validation: bool = True):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.has_validation = has_validation
+        self.ema = make_ema(model, config.ema_decay)
+        self.val_errors: ErrorSums | None = None
+
+    @property
+    def eval_model(self):
+        """The weights that are validated and saved: the EMA when enabled."""
+        if self.ema is None:
+            return self.model
+        _sync_buffers(self.ema, self.model)
+        return self.ema.module
+
+    def predict_batch(self, model, batch: Graph, create_graph: bool) -> dict[str, torch.Tensor]:
+        """Energies and the derivatives that have labels (in training: only those with loss weight)."""
+        w = self.config.loss
+        stress = batch.stress is not None and bool(batch.pbc.all()) and (w.stress > 0 or not create_graph)
+        forces = batch.forces is not None and (w.forces > 0 or not create_graph)
+        return energy_and_derivatives(model, batch, forces=forces, stress=stress, create_graph=create_graph)
+
+    def training_step(self, batch: Graph, batch_idx: int) -> torch.Tensor:
+        out = self.predict_batch(self.model, batch, create_graph=True)
+        terms = loss_terms(out, batch, self.config.loss)
+        n = batch.num_frames
+        self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=n)
+        self.log("train_loss", terms["loss"], on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
+        return terms["loss"]
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_errors = ErrorSums(self.device)
+
+    def validation_step(self, batch: Graph, batch_idx: int) -> None:
+        with torch.enable_grad():
+            out = self.predict_batch(self.eval_model, batch, create_graph=False)
+        self.val_errors.update(out, batch)
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self.trainer.strategy.reduce(self.val_errors.sums, reduce_op="sum")
+        self.val_errors.sums = sums
+        metrics = self.val_errors.metrics("val_")
+        loss = sum(getattr(self.config.loss, q) * (sums[k, 1] / sums[k, 2].clamp(min=1))
+                   for k, q in enumerate(QUANTITIES))
+        self.log("val_loss", loss, prog_bar=True)
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name in ("val_energy_mae", "val_forces_mae"))
+
+    def configure_optimizers(self):
+        c = self.config
+        opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        if c.schedule == "constant":
+            return opt
+        if c.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs, eta_min=c.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=c.plateau_factor,
+                                                           patience=c.plateau_patience, min_lr=c.min_lr)
+        monitor = "val_loss" if self.has_validation else "train_loss"
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch", "monitor": monitor}}
+
+
+class GraphDataModule(L.LightningDataModule):
+    """Loaders over precomputed graphs, each process taking its share of every global batch.
+
+    ``batch_size`` is the global batch (frames per optimiser step over all processes). Shuffling is a
+    permutation drawn from ``seed`` and the epoch (``DistributedSampler``), identical on every process and
+    after a resume.
+    """
+
+    def __init__(self, train: GraphDataset, valid: GraphDataset | None, batch_size: int, shuffle: bool,
+                 seed: int, num_workers: int = 0, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.train, self.valid, self.dtype = train, valid, dtype
+        self.batch_size, self.shuffle, self.seed, self.num_workers = batch_size, shuffle, seed, num_workers
+
+    def _loader(self, dataset: GraphDataset, shuffle: bool) -> DataLoader:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
+        return DataLoader(dataset, batch_size=max(1, self.batch_size // world), sampler=sampler,
+                          collate_fn=collate_graphs, num_workers=self.num_workers)
+
+    def transfer_batch_to_device(self, batch: Graph, device, dataloader_idx: int) -> Graph:
+        """Graphs move themselves: positions, cell and labels cast to the model's dtype."""
+        return batch.to(device, dtype=self.dtype)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train, self.shuffle)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.valid, False) if self.valid is not None else []

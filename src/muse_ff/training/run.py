@@ -1,0 +1,213 @@
+"""``train(config)``: data -> graphs -> reference fit -> Lightning fit -> saved model and summary.
+
+Output folder (``training.output_dir``)::
+
+    config.yaml              the validated configuration (every default written out)
+    checkpoints/last.ckpt    resumable state (weights, EMA, optimiser, scheduler, epoch), every N epochs
+    checkpoints/epochNNNN.ckpt, checkpoints/best.ckpt
+    logs/metrics.csv         per-epoch losses and validation errors (TensorBoard events too, if installed)
+    model.pt                 the best-validation model (EMA weights), loadable with muse_ff.load_model
+    last_model.pt            the model at the end of training
+    summary.json             reference fit, best epoch, validation and test errors, timing
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from muse_ff.io.serialization import atomic_write, save_model
+from muse_ff.nn.model import build_model
+from muse_ff.training.config import TrainConfig, parse_train_config
+from muse_ff.training.data import GraphDataset, check_labels, label_keys, load_splits, species_of
+from muse_ff.training.reference import apply_reference, fit_reference
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced (on the main process; other ranks get ``is_main=False``)."""
+
+    output_dir: Path
+    model_path: Path | None
+    summary: dict = field(default_factory=dict)
+    is_main: bool = True
+
+
+def _lightning():
+    try:
+        import lightning
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError("training needs PyTorch Lightning: pip install 'muse-ff[train]' "
+                                  "(or pip install lightning)") from None
+    return lightning
+
+
+def _model_config(cfg: TrainConfig, splits) -> dict:
+    """The model section, with ``species`` taken from the data when the config does not list them."""
+    model = cfg.model.model_dump(mode="json")
+    if "species" not in cfg.model.model_fields_set:
+        model["species"] = species_of(splits.train + splits.valid + splits.test)
+    return model
+
+
+def _check_world(cfg: TrainConfig, world: int) -> None:
+    if cfg.training.batch_size % world:
+        raise ValueError(f"training.batch_size = {cfg.training.batch_size} must be divisible by the number of "
+                         f"processes ({world} = devices x num_nodes): it is the global batch")
+
+
+def prepare_data(cfg: TrainConfig):
+    """(model, train dataset, valid dataset or None, splits, reference fit)."""
+    splits = load_splits(cfg.data)
+    keys = label_keys(cfg.data)
+    need_forces = cfg.training.loss.forces > 0 and cfg.data.missing_labels == "error"
+    check_labels(splits.train, keys, need_forces, "train")
+    check_labels(splits.valid, keys, need_forces, "valid")
+    model = build_model(_model_config(cfg, splits))
+    train = GraphDataset(splits.train, model, keys)
+    valid = GraphDataset(splits.valid, model, keys) if splits.valid else None
+    fit = fit_reference(train.graphs, model.species)
+    apply_reference(model, fit)
+    return model, train, valid, splits, fit
+
+
+def _keep_old_log(out: Path) -> None:
+    """On resume, keep the interrupted run's CSV log (``metrics.csv`` -> ``metrics.partN.csv``)."""
+    log = out / "logs" / "metrics.csv"
+    if log.exists():
+        n = 1 + len(list(log.parent.glob("metrics.part*.csv")))
+        log.rename(log.with_name(f"metrics.part{n}.csv"))
+
+
+def _loggers(out: Path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers = [CSVLogger(out, name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(out, name="logs", version="tensorboard"))
+    except ModuleNotFoundError:
+        pass
+    return loggers
+
+
+def make_trainer(cfg: TrainConfig, out: Path, *, has_valid: bool, devices: int | str, num_nodes: int,
+                 accelerator: str, progress: bool, strategy: str | None, callbacks=()):
+    """A Lightning ``Trainer`` configured from ``cfg.training`` (checkpoints, early stopping, loggers)."""
+    L = _lightning()
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+
+    from muse_ff.training.callbacks import AtomicCheckpointIO, RankAgreement
+
+    t = cfg.training
+    ckpt_dir = out / "checkpoints"
+    cbs = [ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
+                           every_n_epochs=t.checkpoint_every, save_top_k=-1, save_last=True,
+                           enable_version_counter=False),
+           LearningRateMonitor(logging_interval="epoch"), RankAgreement(), *callbacks]
+    if has_valid:
+        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", save_top_k=1,
+                                   enable_version_counter=False))
+        if t.patience is not None:
+            cbs.append(EarlyStopping(monitor="val_loss", patience=t.patience))
+    if progress:
+        cbs.append(RichProgressBar(leave=True))
+    world = (devices if isinstance(devices, int) else 1) * num_nodes
+    if strategy is None:
+        strategy = "ddp" if world > 1 else "auto"
+    return L.Trainer(max_epochs=t.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                     strategy=strategy, inference_mode=False, num_sanity_val_steps=0,
+                     gradient_clip_val=t.grad_clip, callbacks=cbs, logger=_loggers(out),
+                     enable_progress_bar=progress, enable_model_summary=False,
+                     plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+                     log_every_n_steps=1, default_root_dir=out)
+
+
+def _resume_path(out: Path) -> Path:
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.exists():
+        raise FileNotFoundError(f"cannot resume: no checkpoint {last} (run without --resume to start)")
+    return last
+
+
+def _is_main_process() -> bool:
+    """True unless this is a worker launched for DDP (Lightning sets the ranks in the environment)."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def _write_config(cfg: TrainConfig, out: Path) -> None:
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text))
+
+
+def _load_weights(module, ckpt: Path) -> int:
+    """Load the module weights (model and EMA) of a Lightning checkpoint; returns its epoch."""
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+    return int(state["epoch"])
+
+
+def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: float) -> TrainResult:
+    """On the main process: save last and best models, evaluate the test frames, write the summary."""
+    from muse_ff.analysis.metrics import evaluate_frames
+
+    save_model(module.eval_model, out / "last_model.pt")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best, best_epoch = out / "checkpoints" / "best.ckpt", None
+    if best.exists():
+        best_epoch = _load_weights(module, best)
+    save_model(module.eval_model, out / "model.pt")
+    summary = {
+        "epochs": trainer.current_epoch, "best_epoch": best_epoch, "train_time_s": round(elapsed, 2),
+        "world_size": trainer.world_size, "frames": {s: len(getattr(splits, s)) for s in ("train", "valid", "test")},
+        "reference": {"e0": fit.e0.tolist(), "species": module.model.species, "scale": fit.scale,
+                      "shift": fit.shift, "rank": fit.rank, "rank_deficient": fit.rank_deficient},
+        "last_metrics": metrics, "rank_fingerprints": getattr(module, "rank_fingerprints", None),
+    }
+    if splits.test:
+        result = evaluate_frames(module.eval_model, splits.test, label_keys(cfg.data))
+        summary["test"] = result.metrics()
+    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    return TrainResult(output_dir=out, model_path=out / "model.pt", summary=summary)
+
+
+def train(config: dict | TrainConfig, *, resume: bool = False, devices: int | str = 1, num_nodes: int = 1,
+          accelerator: str = "auto", progress: bool = True, strategy: str | None = None,
+          callbacks=()) -> TrainResult:
+    """Train a model as ``config`` says; with ``resume``, continue from ``output_dir/checkpoints/last.ckpt``.
+
+    ``devices`` x ``num_nodes`` > 1 trains data-parallel (DDP); the global batch stays
+    ``training.batch_size``. Returns on every process; only the main one saves and summarises.
+    """
+    L = _lightning()
+    cfg = parse_train_config(config)
+    out = Path(cfg.training.output_dir)
+    _check_world(cfg, (devices if isinstance(devices, int) else 1) * num_nodes)
+    ckpt = _resume_path(out) if resume else None
+    if resume and _is_main_process():
+        _keep_old_log(out)
+    L.seed_everything(cfg.training.seed, workers=True, verbose=False)
+    model, train_ds, valid_ds, splits, fit = prepare_data(cfg)
+    _write_config(cfg, out)
+
+    from muse_ff.training.module import GraphDataModule, MuSEModule
+
+    t = cfg.training
+    module = MuSEModule(model, t, has_validation=valid_ds is not None)
+    data = GraphDataModule(train_ds, valid_ds, t.batch_size, t.shuffle, t.seed, t.num_workers, model.dtype_)
+    trainer = make_trainer(cfg, out, has_valid=valid_ds is not None, devices=devices, num_nodes=num_nodes,
+                           accelerator=accelerator, progress=progress, strategy=strategy, callbacks=callbacks)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    if not trainer.is_global_zero:
+        return TrainResult(output_dir=out, model_path=None, is_main=False)
+    return _finish(trainer, module, cfg, out, splits, fit, time.perf_counter() - start)
