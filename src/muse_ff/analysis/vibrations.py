@@ -67,3 +67,32 @@ def harmonic_analysis(hessian: np.ndarray, masses: np.ndarray, positions: np.nda
     cart /= np.linalg.norm(cart, axis=0, keepdims=True)
     return HarmonicAnalysis(frequencies_cm1=_to_cm1(evals), modes=cart.T.reshape(-1, n, 3),
                             rigid_cm1=_to_cm1(rigid))
+
+
+def write_modes(path, atoms, analysis: HarmonicAnalysis) -> None:
+    """Normal modes as extended XYZ: one frame per mode, ``arrays['mode']`` the displacement and
+    ``info['frequency_cm1']`` its frequency (viewable as vectors in most molecular viewers)."""
+    from ase.io import write
+
+    frames = []
+    for freq, mode in zip(analysis.frequencies_cm1, analysis.modes):
+        a = atoms.copy()
+        a.calc = None
+        a.arrays["mode"] = mode
+        a.info["frequency_cm1"] = float(freq)
+        frames.append(a)
+    write(str(path), frames, format="extxyz")
+
+
+def model_vibrations(atoms, calculator, optimize: bool = False, fmax: float = 1e-3, steps: int = 1000):
+    """(relaxed atoms, :class:`HarmonicAnalysis`) of a structure with an ASE calculator that has
+    ``get_hessian`` (e.g. :class:`muse_ff.MuSECalculator`); ``optimize`` relaxes it first with BFGS."""
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    if optimize:
+        from ase.optimize import BFGS
+
+        if not BFGS(atoms, logfile=None).run(fmax=fmax, steps=steps):
+            raise ValueError(f"geometry optimisation did not reach fmax={fmax} eV/Å in {steps} steps")
+    hess = calculator.get_hessian(atoms)
+    return atoms, harmonic_analysis(hess, atoms.get_masses(), atoms.get_positions())
