@@ -1,8 +1,8 @@
 """The conformance suite for the plain PaiNN backbone and MuSE(PaiNN) with one and two coarse levels."""
 
-from muse_ff.testing.conformance import ModelConformance
-
 from conftest import SMALL_PAINN
+
+from muse_ff.testing.conformance import ModelConformance
 
 
 class TestPaiNN(ModelConformance):

@@ -64,8 +64,12 @@ class LevelConfig(_Strict):
         cutoff: radius (Å) of this level's coarse radius graph; default twice the finer level's.
         reach: radius (Å) within which a fine node is assigned to anchors; default = ``cutoff`` / 2.
         sigma: width (Å) of the Gaussian assignment kernel; default = ``reach`` / 2.5.
-        anchors: ``"bond-fps"`` (farthest-point sampling over the covalent bond graph, fixed for a system)
-            or ``"spatial-fps"`` (spatial farthest-point sampling with periodic images, for reactive systems).
+        anchors: ``"bond-fps"`` (farthest-point sampling over the covalent bond graph inside each covalently
+            connected component, fixed for a system) or ``"spatial-fps"`` (spatial farthest-point sampling
+            with periodic images across the whole structure: for reactive systems, and to merge small
+            molecules). Default: ``"bond-fps"`` for the first coarse level, ``"spatial-fps"`` above it (with
+            bond-fps a level can never merge separate molecules, so a liquid of small molecules would not
+            coarsen beyond one node per molecule).
         backbone: this level's backbone; default the level-0 backbone (same class, own weights).
         min_nodes: fewest coarse nodes a structure must have at this level (default 1: a small molecule
             may be one coarse node); a structure with fewer raises a clear error.
@@ -75,7 +79,7 @@ class LevelConfig(_Strict):
     cutoff: float | None = Field(None, gt=0)
     reach: float | None = Field(None, gt=0)
     sigma: float | None = Field(None, gt=0)
-    anchors: Literal["bond-fps", "spatial-fps"] = "bond-fps"
+    anchors: Literal["bond-fps", "spatial-fps"] | None = None
     backbone: BackboneConfig | None = None
     min_nodes: int = Field(1, ge=1)
 
@@ -129,6 +133,15 @@ class ModelConfig(_Strict):
         for lev in self.levels:
             cuts.append(lev.cutoff if lev.cutoff is not None else 2.0 * cuts[-1])
         return cuts
+
+    def level_reaches(self) -> list[float]:
+        """Assignment reach (Å) of every coarse level (default: half the level's cutoff)."""
+        cuts = self.level_cutoffs()
+        return [lev.reach if lev.reach is not None else cuts[k + 1] / 2.0 for k, lev in enumerate(self.levels)]
+
+    def level_anchors(self) -> list[str]:
+        """Anchor kind of every coarse level (defaults: bond-fps for the first, spatial-fps above)."""
+        return [lev.anchors or ("bond-fps" if k == 0 else "spatial-fps") for k, lev in enumerate(self.levels)]
 
     @model_validator(mode="after")
     def _grow(self) -> "ModelConfig":

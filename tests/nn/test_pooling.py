@@ -40,7 +40,7 @@ def benzene_at(x: float, height: float = 3.4) -> Atoms:
 
 def _model(anchors="bond-fps", levels=2, seed=0):
     torch.manual_seed(seed)
-    lev = {"ratio": 6, "anchors": anchors}
+    lev = {"ratio": 6, "anchors": anchors}  # the same kind at both levels
     model = build_model({"backbone": PAINN, "levels": [lev] * levels, "dtype": "float64"})
     model.reference.set(scale=1.0)
     return model.eval()
@@ -74,7 +74,7 @@ def test_bond_fps_keeps_assignments_inside_covalent_components():
 
 def test_small_molecule_is_one_coarse_node():
     comp, anchors, home = select_frame_anchors(molecule("H2O").positions, molecule("H2O").numbers,
-                                               np.zeros((3, 3)), np.zeros(3, bool), [8.0], ["bond-fps"])
+                                               np.zeros((3, 3)), np.zeros(3, bool), [8.0], ["bond-fps"], [5.0])
     assert len(anchors[0]) == 1 and (home[0] == 0).all()
 
 
@@ -82,14 +82,14 @@ def test_anchor_choice_is_invariant_to_atom_order_and_rotation():
     atoms = flake()
     atoms.rattle(0.02, seed=0)
     pbc, cell = np.zeros(3, bool), np.zeros((3, 3))
-    _, anchors, _ = select_frame_anchors(atoms.positions, atoms.numbers, cell, pbc, [6.0, 4.0], ["bond-fps"] * 2)
+    _, anchors, _ = select_frame_anchors(atoms.positions, atoms.numbers, cell, pbc, [6.0, 4.0], ["bond-fps"] * 2, [5.0, 10.0])
     perm = np.random.default_rng(0).permutation(len(atoms))
     _, anchors_p, _ = select_frame_anchors(atoms.positions[perm], atoms.numbers[perm], cell, pbc, [6.0, 4.0],
-                                           ["bond-fps"] * 2)
+                                           ["bond-fps"] * 2, [5.0, 10.0])
     assert sorted(perm[anchors_p[0]].tolist()) == sorted(anchors[0].tolist())
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
     _, anchors_r, _ = select_frame_anchors(atoms.positions @ q.T + 5.0, atoms.numbers, cell, pbc, [6.0, 4.0],
-                                           ["bond-fps"] * 2)
+                                           ["bond-fps"] * 2, [5.0, 10.0])
     assert anchors_r[0].tolist() == anchors[0].tolist() and anchors_r[1].tolist() == anchors[1].tolist()
 
 

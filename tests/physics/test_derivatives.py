@@ -1,11 +1,16 @@
 """Hessians, Hessian-vector products, partial Hessians and stress, all from the one derivatives module."""
 
-import numpy as np
 import pytest
 import torch
 from ase.build import molecule
 
-from muse_ff.physics import energy_and_derivatives, hessian, hessian_rows, hessian_vector_product, partial_hessian
+from muse_ff.physics import (
+    energy_and_derivatives,
+    hessian,
+    hessian_rows,
+    hessian_vector_product,
+    partial_hessian,
+)
 
 
 @pytest.fixture

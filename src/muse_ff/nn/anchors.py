@@ -60,15 +60,15 @@ def _min_image(delta: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndarr
 
 
 class _Metric:
-    """Distances from one atom to all atoms: bond-graph (Dijkstra) or Euclidean minimum image."""
+    """Distances from one atom to a set of atoms: bond-graph (Dijkstra) or Euclidean minimum image."""
 
     def __init__(self, kind: str, graph, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
         self.kind, self.graph, self.pos, self.cell, self.pbc = kind, graph, positions, cell, pbc
 
-    def from_atom(self, a: int, limit: float = np.inf) -> np.ndarray:
+    def from_atom(self, a: int, targets: np.ndarray, limit: float = np.inf) -> np.ndarray:
         if self.kind == "bond-fps":
-            return dijkstra(self.graph, directed=False, indices=a, limit=limit)
-        return np.linalg.norm(_min_image(self.pos - self.pos[a], self.cell, self.pbc), axis=1)
+            return dijkstra(self.graph, directed=False, indices=a, limit=limit)[targets]
+        return np.linalg.norm(_min_image(self.pos[targets] - self.pos[a], self.cell, self.pbc), axis=1)
 
 
 def _order_key(dist: np.ndarray, numbers: np.ndarray) -> np.ndarray:
@@ -76,60 +76,61 @@ def _order_key(dist: np.ndarray, numbers: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(dist)), numbers, np.round(dist, 6)))
 
 
-def _fps(nodes: np.ndarray, atom_of: np.ndarray, count: int, metric: _Metric, numbers: np.ndarray) -> list[int]:
-    """Farthest-point sampling of ``count`` of ``nodes`` (local indices); node k sits on atom atom_of[k]."""
-    atoms = atom_of[nodes]
+def _fps(atoms: np.ndarray, count: int, metric: _Metric, numbers: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Farthest-point sampling of ``count`` of the nodes sitting on ``atoms``.
+
+    Returns the chosen local indices and, for every node, the position (in the chosen list) of its
+    nearest chosen node (its home).
+    """
     centroid = metric.pos[atoms].mean(axis=0)
-    d_c = np.linalg.norm(metric.pos[atoms] - centroid, axis=1)
-    first = int(_order_key(d_c, numbers[atoms])[0])
+    first = int(_order_key(np.linalg.norm(metric.pos[atoms] - centroid, axis=1), numbers[atoms])[0])
     chosen = [first]
-    mind = metric.from_atom(int(atoms[first]))[atoms]
+    mind = metric.from_atom(int(atoms[first]), atoms)
+    owner = np.zeros(len(atoms), dtype=np.int64)
     while len(chosen) < count:
-        key = _order_key(-mind, numbers[atoms])
-        nxt = int(key[0])
+        nxt = int(_order_key(-mind, numbers[atoms])[0])
+        limit = float(mind.max())
+        d = metric.from_atom(int(atoms[nxt]), atoms, limit=limit)
+        closer = d < mind
+        owner[closer], mind = len(chosen), np.where(closer, d, mind)
         chosen.append(nxt)
-        limit = float(mind[np.isfinite(mind)].max()) if np.isfinite(mind).any() else np.inf
-        mind = np.minimum(mind, metric.from_atom(int(atoms[nxt]), limit=limit)[atoms])
-    return [int(nodes[c]) for c in chosen]
+    return chosen, owner
 
 
-def _home(nodes_atoms: np.ndarray, anchor_atoms: np.ndarray, metric: _Metric) -> np.ndarray:
-    """Index (into anchor_atoms) of the nearest anchor of each node."""
-    if metric.kind == "bond-fps":
-        _, _, src = dijkstra(metric.graph, directed=False, indices=anchor_atoms, min_only=True,
-                             return_predecessors=True)
-        lookup = {int(a): k for k, a in enumerate(anchor_atoms)}
-        return np.array([lookup[int(src[a])] for a in nodes_atoms], dtype=np.int64)
-    d = np.stack([metric.from_atom(int(a))[nodes_atoms] for a in anchor_atoms], axis=1)
-    return d.argmin(axis=1).astype(np.int64)
+def _spatial_clusters(atoms: np.ndarray, positions, cell, pbc, reach: float) -> np.ndarray:
+    """Cluster label of each node: connected components of the graph linking nodes closer than ``reach``."""
+    i, j, _, _ = neighbor_list(positions[atoms], cell, pbc, reach)
+    adj = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(len(atoms), len(atoms)))
+    return connected_components(adj, directed=False)[1]
 
 
 class CoarseLevelError(ValueError):
     """A structure that cannot be coarse-grained as the configuration requires."""
 
 
-def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds, min_nodes=None):
+def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds, reaches, min_nodes=None):
     """Anchors of one frame for every level.
 
-    Returns ``(component [n], anchors, home)``: ``anchors[k]`` indexes level-k nodes, ``home[k]`` gives for
-    each level-k node its home coarse node at level k+1.
+    Groups: covalent components (``bond-fps``) or clusters of nodes linked within the level's ``reach``
+    (``spatial-fps``); each group of n nodes gets ceil(n / ratio) anchors, so the choice is local and
+    energies stay extensive. Returns ``(component [n], anchors, home)``: ``anchors[k]`` indexes level-k
+    nodes, ``home[k]`` gives for each level-k node its home coarse node at level k+1.
     """
     graph, comp = bond_graph(positions, numbers, cell, pbc)
     node_atom = np.arange(len(numbers))  # the atom each level-k node sits on (its anchor chain)
     node_comp = comp.copy()
     anchors, homes = [], []
     min_nodes = min_nodes or [1] * len(ratios)
-    for level, (ratio, kind) in enumerate(zip(ratios, kinds)):
+    for level, (ratio, kind, reach) in enumerate(zip(ratios, kinds, reaches)):
         metric = _Metric(kind, graph, positions, cell, pbc)
-        groups = [np.flatnonzero(node_comp == c) for c in np.unique(node_comp)] if kind == "bond-fps" \
-            else [np.arange(len(node_atom))]
+        label = node_comp if kind == "bond-fps" else _spatial_clusters(node_atom, positions, cell, pbc, reach)
         chosen, home = [], np.empty(len(node_atom), dtype=np.int64)
-        for nodes in groups:
+        for c in np.unique(label):
+            nodes = np.flatnonzero(label == c)
             count = max(1, math.ceil(len(nodes) / ratio - 1e-9))
-            picks = _fps(nodes, node_atom, count, metric, numbers)
-            h = _home(node_atom[nodes], node_atom[picks], metric)
-            home[nodes] = np.asarray(h) + len(chosen)
-            chosen.extend(picks)
+            picks, owner = _fps(node_atom[nodes], count, metric, numbers)
+            home[nodes] = owner + len(chosen)
+            chosen.extend(int(nodes[p]) for p in picks)
         chosen = np.asarray(chosen, dtype=np.int64)
         if len(chosen) < min_nodes[level]:
             raise CoarseLevelError(
@@ -142,7 +143,8 @@ def select_frame_anchors(positions, numbers, cell, pbc, ratios, kinds, min_nodes
     return comp, anchors, homes
 
 
-def select_anchors(graph: Graph, level_configs) -> Graph:
+def select_anchors(graph: Graph, ratios: list[float], kinds: list[str], reaches: list[float],
+                   min_nodes: list[int]) -> Graph:
     """Return ``graph`` with ``component``, ``anchors`` and ``home`` filled for every level, frame by frame."""
     from muse_ff.data.atoms import collate
 
@@ -152,8 +154,7 @@ def select_anchors(graph: Graph, level_configs) -> Graph:
         comp, anchors, homes = select_frame_anchors(
             graph.positions[sl].detach().cpu().double().numpy(), graph.species[sl].cpu().numpy(),
             graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy(),
-            [c.ratio for c in level_configs], [c.anchors for c in level_configs],
-            [c.min_nodes for c in level_configs])
+            ratios, kinds, reaches, min_nodes)
         edge_index, shifts = _frame_edges(graph, b, sl)
         sub = Graph(positions=graph.positions[sl], species=graph.species[sl], cell=graph.cell[b:b + 1],
                     pbc=graph.pbc[b:b + 1], batch=torch.zeros(sl.stop - sl.start, dtype=torch.int64),

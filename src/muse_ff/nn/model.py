@@ -17,9 +17,9 @@ from torch import nn
 from muse_ff.config import ModelConfig, parse_model_config
 from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate, frame_graph
 from muse_ff.data.graph import Graph
+from muse_ff.nn.anchors import select_anchors
 from muse_ff.nn.backbones import BACKBONES
 from muse_ff.nn.heads import AtomicReference, EnergyHead
-from muse_ff.nn.anchors import select_anchors
 from muse_ff.nn.pooling import CoarseLevel
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -53,7 +53,7 @@ class MuSEModel(nn.Module):
         fine = self.backbone
         for k, lev in enumerate(config.levels):
             lbb = lev.backbone or bb
-            level = CoarseLevel(lev, fine_features=fine.out_features, fine_vectors=fine.vector_features,
+            level = CoarseLevel(lev, config.level_anchors()[k], config.level_reaches()[k], fine_features=fine.out_features, fine_vectors=fine.vector_features,
                                 cutoff=cutoffs[k + 1], fine_cutoff=cutoffs[k],
                                 backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
                                     n_in, cut, vector_in_features=n_vec, **b.hparams),
@@ -86,7 +86,9 @@ class MuSEModel(nn.Module):
         """Add the discrete per-system choices the levels need (components, anchors). Idempotent."""
         if len(self.levels) == 0 or len(graph.anchors) == len(self.levels):
             return graph
-        return select_anchors(graph, [lev.config for lev in self.levels])
+        cfg = self.config
+        return select_anchors(graph, [lev.ratio for lev in cfg.levels], cfg.level_anchors(),
+                              cfg.level_reaches(), [lev.min_nodes for lev in cfg.levels])
 
     def graph_from_atoms(self, atoms: Atoms | Sequence[Atoms], keys: LabelKeys | None = None,
                          min_distance: float = MIN_DISTANCE) -> Graph:

@@ -127,12 +127,13 @@ def _coarse_graph(graph, positions, batch, cutoff):
 class CoarseLevel(nn.Module):
     """One coarse level: assignment affinity, backbone on coarse nodes, unpooling and energy head."""
 
-    def __init__(self, config, fine_features: int, fine_vectors: int, cutoff: float, fine_cutoff: float,
+    def __init__(self, config, anchors: str, reach: float, fine_features: int, fine_vectors: int, cutoff: float, fine_cutoff: float,
                  backbone_factory, head_hidden: int, affinity_features: int = 16):
         super().__init__()
         self.config = config
+        self.anchors = anchors
         self.cutoff = float(cutoff)
-        self.reach = float(config.reach if config.reach is not None else cutoff / 2.0)
+        self.reach = float(reach)
         self.sigma = float(config.sigma if config.sigma is not None else self.reach / 2.5)
         self.ratio = float(config.ratio)
         self.query = nn.Linear(fine_features, affinity_features, bias=False)
@@ -148,7 +149,7 @@ class CoarseLevel(nn.Module):
     def pool(self, graph: Graph, k: int, fine_pos, fine_batch, fine_atom, cell, fine: BackboneOutput) -> PoolState:
         anchors, home = graph.anchors[k], graph.home[k]
         pi, pc, shifts, is_home = _candidate_pairs(graph, fine_pos, fine_batch, graph.component[fine_atom],
-                                                   anchors, home, self.reach, self.config.anchors == "bond-fps")
+                                                   anchors, home, self.reach, self.anchors == "bond-fps")
         a = anchors[pc]
         vec = fine_pos[pi] + torch.einsum("pk,pkl->pl", shifts, cell[fine_batch[pi]]) - fine_pos[a]
         d2 = (vec**2).sum(-1)

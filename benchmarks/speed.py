@@ -1,0 +1,173 @@
+"""Speed and memory of energy + forces: plain backbone vs MuSE(backbone) with two coarse levels.
+
+Each (model, size) runs in a fresh subprocess so its peak memory is its own. Printed per row: atoms, edges,
+coarse nodes, one-off set-up times (neighbour list + validation, anchor choice) and the median wall time of
+energy + forces (the level-0 graph given, coarse neighbour lists included, as in an MD step), and the
+peak resident memory added by one energy + forces evaluation. At the end: the MuSE/plain time ratio per
+size and the scaling exponents fitted to log(time) vs log(N).
+
+    python benchmarks/speed.py                       # periodic water, 1k .. 50k atoms (2-core machine)
+    python benchmarks/speed.py --system graphite --sizes 1000 8000
+    python benchmarks/speed.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SIZES = [1000, 3000, 10000, 30000, 50000]
+BACKBONE = {"name": "painn", "features": 32, "layers": 2, "num_basis": 8}
+
+
+def water_box(n_atoms: int, seed: int = 0):
+    """Periodic liquid-density water (0.0334 molecules/Å^3), molecules on a jittered grid, random orientation."""
+    from ase import Atoms
+    from ase.build import molecule
+    from scipy.spatial.transform import Rotation
+
+    n_mol = max(1, n_atoms // 3)
+    side = (n_mol / 0.0334) ** (1 / 3)
+    per = int(np.ceil(n_mol ** (1 / 3)))
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(per)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_mol]
+    centres = (grid + 0.5 + rng.uniform(-0.1, 0.1, grid.shape)) * side / per
+    w = molecule("H2O")
+    w.positions -= w.get_center_of_mass()
+    rots = Rotation.random(n_mol, random_state=seed).as_matrix()
+    pos = np.einsum("mij,aj->mai", rots, w.positions) + centres[:, None]
+    return Atoms("OH2" * n_mol, positions=pos.reshape(-1, 3), cell=[side] * 3, pbc=True)
+
+
+def graphite(n_atoms: int):
+    """AB-stacked graphite supercell with about ``n_atoms`` atoms (covalent sheets, 4 atoms per cell)."""
+    from ase.lattice.hexagonal import Graphite
+
+    base = Graphite("C", latticeconstant={"a": 2.46, "c": 6.70}, size=(1, 1, 1))
+    nz = max(1, round((n_atoms / len(base)) ** (1 / 3) * 2.46 / 6.70 * 1.5))
+    nxy = max(1, round(np.sqrt(n_atoms / (len(base) * nz))))
+    return base * (nxy, nxy, nz)
+
+
+SYSTEMS = {"water": water_box, "graphite": graphite}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _hwm_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_hwm() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def run_one(system: str, n: int, levels: int, repeats: int, threads: int) -> dict:
+    """One measurement in this process (called in a subprocess)."""
+    import torch
+
+    from muse_ff import build_model
+    from muse_ff.data.atoms import frame_graph
+    from muse_ff.physics import energy_and_derivatives
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    atoms = SYSTEMS[system](n)
+    model = build_model({"backbone": BACKBONE, "levels": [{}] * levels}).eval()
+    t0 = time.perf_counter()
+    graph = frame_graph(atoms, model.cutoff, keys=None)
+    t_nl = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    graph = model.prepare(graph)
+    t_anchor = time.perf_counter() - t0
+    graph = graph.to(dtype=torch.float32)
+    energy_and_derivatives(model, graph)  # warm-up
+    times = []
+    base = _rss_mb()
+    _reset_hwm()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = energy_and_derivatives(model, graph)
+        times.append(time.perf_counter() - t0)
+        del out
+    coarse = [int(a.numel()) for a in graph.anchors]
+    return {"system": system, "atoms": len(atoms), "levels": levels, "edges": int(graph.edge_index.shape[1]),
+            "coarse_nodes": coarse, "t_neighbors_s": t_nl, "t_anchors_s": t_anchor,
+            "t_energy_forces_s": float(np.median(times)), "peak_extra_mb": _hwm_mb() - base}
+
+
+def _spawn(args, n: int, levels: int) -> dict:
+    cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
+           str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _fit(ns, ts) -> float:
+    return float(np.polyfit(np.log(ns), np.log(ts), 1)[0])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--system", choices=sorted(SYSTEMS), default="water")
+    p.add_argument("--sizes", type=int, nargs="+", default=SIZES)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write all rows to this file")
+    p.add_argument("--one", nargs=5, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one:
+        system, n, levels, repeats, threads = args.one
+        print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads))))
+        return 0
+    rows = []
+    print(f"{'model':<12}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
+          f"{'E+F s':>9}{'peak MB':>9}")
+    for n in args.sizes:
+        for levels in (0, 2):
+            r = _spawn(args, n, levels)
+            rows.append(r)
+            name = "PaiNN" if levels == 0 else "MuSE(PaiNN)"
+            print(f"{name:<12}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}{r['t_neighbors_s']:>9.2f}"
+                  f"{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}{r['peak_extra_mb']:>9.0f}", flush=True)
+    plain = [r for r in rows if r["levels"] == 0]
+    muse = [r for r in rows if r["levels"] == 2]
+    print("\natoms    MuSE/plain time    MuSE/plain peak memory")
+    for a, b in zip(plain, muse):
+        print(f"{a['atoms']:>6}    {b['t_energy_forces_s'] / a['t_energy_forces_s']:>14.2f}    "
+              f"{b['peak_extra_mb'] / max(a['peak_extra_mb'], 1e-9):>10.2f}")
+    ns = [r["atoms"] for r in plain]
+    if len(ns) >= 2:
+        print(f"\nscaling exponent (time ~ N^x): plain {_fit(ns, [r['t_energy_forces_s'] for r in plain]):.3f}, "
+              f"MuSE {_fit(ns, [r['t_energy_forces_s'] for r in muse]):.3f}")
+        print(f"memory exponent (peak ~ N^x): plain {_fit(ns, [max(r['peak_extra_mb'], 1) for r in plain]):.3f}, "
+              f"MuSE {_fit(ns, [max(r['peak_extra_mb'], 1) for r in muse]):.3f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
