@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from muse_ff.datasets import dimers
+from muse_ff.datasets import dimers, folding, hessians, molecule_graphene
 from muse_ff.datasets.common import BuildResult
 
 #: where the packaged demo dataset lives
@@ -32,6 +32,12 @@ BUILDERS: dict[str, Builder] = {
                     "500 small polar and ion-water dimers at 3-15 Å, GFN2-xTB (packaged with muse_ff)"),
     "long-range-dimers": Builder(partial(dimers.build, dimers.LONG_RANGE), Path("data/long-range-dimers"),
                                  "polar and ionic molecule pairs at 3-15 Å, GFN2-xTB"),
+    "molecule-graphene": Builder(molecule_graphene.build, Path("data/molecule-graphene"),
+                                 "benzene/naphthalene/pyridine over a graphene flake and sheet, GFN1-xTB"),
+    "folding": Builder(folding.build, Path("data/folding"),
+                       "chignolin amber14+GBn2 MD at 300/400/500 K, frames + reference observables"),
+    "hessians": Builder(hessians.build, Path("data/hessians"),
+                        "GFN2-xTB minima, finite-difference Hessians and normal-mode frames (+ Ace-Ala5-NMe)"),
 }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from ase import Atoms
 
 from muse_ff.teachers import TEACHERS, label_frames
-from muse_ff.teachers.labelling import LabelReport
+from muse_ff.teachers.labelling import LabelReport, read_frames
 
 SPLITS = ("train", "valid", "test")
 LICENSE = ("CC-BY-4.0 for the labels and geometries generated here (MuSE authors). The teachers are "
@@ -74,7 +74,7 @@ def label_with_teacher(frames: Sequence[Atoms], teacher: str, settings: dict[str
     work_dir.mkdir(parents=True, exist_ok=True)
     out = work_dir / "labelled.extxyz"
     report = label_frames(frames, TEACHERS[teacher], settings, out, workers=workers, progress=progress)
-    return ase.io.read(out, index=":"), report
+    return read_frames(out), report
 
 
 def write_frames(path: Path, frames: Sequence[Atoms]) -> Path:
@@ -126,6 +126,13 @@ def write_card(path: Path, *, title: str, what: str, command: str, provenance: d
 """
     path.write_text(text)
     return path
+
+
+def remove_work_dir(work: Path) -> None:
+    """Delete a builder's scratch directory (journal already consumed, labelled copy already written)."""
+    for p in work.glob("*"):
+        p.unlink()
+    work.rmdir()
 
 
 def timer() -> float:

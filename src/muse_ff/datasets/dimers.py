@@ -142,11 +142,5 @@ def build(cfg: DimerConfig, out_dir: Path, subset: bool = False, workers: int = 
                              title=cfg.title + (" (subset)" if subset else ""), what=__doc__.split("\n\n")[1],
                              command=command, provenance=teacher.provenance(), frames=labelled,
                              seconds=seconds, tags=("system",), extra=extra, failures=report.failures)
-    _cleanup(work)
+    common.remove_work_dir(work)
     return common.BuildResult(cfg.name, out_dir, [data, card], len(labelled), report.failures, seconds)
-
-
-def _cleanup(work: Path) -> None:
-    for p in work.glob("*"):
-        p.unlink()
-    work.rmdir()

@@ -15,6 +15,7 @@ out of ``OUT`` but never silently.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -52,6 +53,21 @@ class LabelReport:
     def labelled(self) -> int:
         """Frames present in the output."""
         return self.total - len(self.failures)
+
+
+def read_frames(path: str | Path) -> list[Atoms]:
+    """Every frame of ``path`` (any ASE format; .gz/.xz/.bz2 extxyz decompressed in memory first).
+
+    ASE re-opens a compressed stream for each frame it indexes, which takes minutes for a few thousand
+    frames; decompressing once is linear.
+    """
+    path = Path(path)
+    openers = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
+    if path.suffix in openers and path.with_suffix("").suffix == ".extxyz":
+        module = __import__(openers[path.suffix])
+        with module.open(path, "rt") as fh:
+            return ase.io.read(io.StringIO(fh.read()), index=":", format="extxyz")
+    return ase.io.read(path, index=":")
 
 
 def journal_path(out_path: str | Path) -> Path:
@@ -128,7 +144,7 @@ def _reuse_output(out_path: Path, frames: Sequence[Atoms], provenance: dict[str,
     if not out_path.exists():
         return {}
     done = {}
-    for a in ase.io.read(out_path, index=":"):
+    for a in read_frames(out_path):
         k = a.info.get(SOURCE_INDEX)
         if k is None or not 0 <= int(k) < len(frames) or keys.energy not in a.info:
             continue
@@ -295,7 +311,7 @@ def label_file(in_path: str | Path, out_path: str | Path, teacher: str | type[Te
     if Path(out_path).resolve() == in_path.resolve():
         raise ValueError(f"output {out_path} would overwrite the input; choose another path")
     teacher_cls = get_teacher_class(teacher) if isinstance(teacher, str) else teacher
-    frames = ase.io.read(in_path, index=":")
+    frames = read_frames(in_path)
     if not frames:
         raise ValueError(f"no structures in {in_path}")
     return label_frames(frames, teacher_cls, dict(settings or {}), out_path, in_path=in_path, **kwargs)

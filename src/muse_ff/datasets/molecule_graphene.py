@@ -1,0 +1,191 @@
+"""Aromatic molecules over graphene (GFN1-xTB): binding curves, lateral scans and sampled training frames.
+
+Substrates: a hydrogen-terminated C96H24 flake (120 atoms, relaxed with the teacher) and a periodic 6x6
+graphene sheet (72 C, 14.76 Å, 30 Å cell height). Molecules (relaxed with the teacher) lie flat with their
+centre of mass ``height`` Å above the carbon plane (z = 0). GFN1-xTB is used because GFN2-xTB has a
+wrong-sign (repulsive) pi-stacking tail at 6-10 Å.
+
+Every frame has ``role``: ``curve`` (flat molecule over the ring centre at fixed heights 2.8-12 Å),
+``scan`` (benzene at 3.4 Å slid along x across one lattice period) or ``sample`` (training frames:
+random height, lateral shift, spin, tilt and thermal displacements). ``curve`` and ``scan`` frames are
+evaluation frames with ``split = test``; samples are split 80/10/10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.optimize import BFGS
+
+from muse_ff.datasets import common
+from muse_ff.datasets.graphene import flake, periodic_sheet
+from muse_ff.datasets.molecules import optimised
+from muse_ff.teachers import TEACHERS, Teacher, TeacherCalculator
+
+CURVE_HEIGHTS = (2.8, 3.0, 3.2, 3.4, 3.6, 3.8, 4.0, 4.4, 4.8, 5.4, 6.0, 7.0, 8.0, 9.0, 10.5, 12.0)
+SCAN_SHIFTS = tuple(np.round(np.linspace(0.0, 2.46, 7), 4))
+
+
+@dataclass(frozen=True)
+class GrapheneConfig:
+    """Sizes and sampling ranges (Å, degrees)."""
+
+    molecules: tuple[str, ...] = ("benzene", "naphthalene", "pyridine")
+    samples: tuple[tuple[str, int], ...] = (("flake", 60), ("periodic", 40))
+    subset_per_group: int = 1
+    h_range: tuple[float, float] = (2.8, 12.0)
+    max_shift: float = 4.0
+    max_tilt: float = 25.0
+    rattle_substrate: float = 0.01
+    rattle_molecule: float = 0.02
+    flake_radius: float = 9.5
+    sheet_repeat: int = 6
+    seed: int = 11
+    teacher: str = "gfn1-xtb"
+
+
+CONFIG = GrapheneConfig()
+
+
+def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    t = np.radians(degrees)
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+
+
+def lay_flat(mol: Atoms) -> Atoms:
+    """``mol`` rotated so its plane is xy (largest principal moment along z), centre of mass at the origin."""
+    out = mol.copy()
+    out.positions -= out.get_center_of_mass()
+    _, axes = out.get_moments_of_inertia(vectors=True)  # rows: principal axes, ascending moments
+    out.positions = out.positions @ axes.T
+    return out
+
+
+def relaxed_substrates(cfg: GrapheneConfig, teacher: Teacher) -> dict[str, Atoms]:
+    """The flake relaxed with ``teacher`` (carbon plane at z = 0, centred) and the ideal periodic sheet."""
+    fl = flake(cfg.flake_radius)
+    fl.calc = TeacherCalculator(teacher)
+    BFGS(fl, logfile=None).run(fmax=0.01, steps=300)
+    fl.calc = None
+    carbons = fl.numbers == 6
+    fl.positions -= fl.positions[carbons].mean(axis=0)
+    return {"flake": fl, "periodic": periodic_sheet(cfg.sheet_repeat)}
+
+
+def _combine(substrate: Atoms, mol: Atoms, info: dict) -> Atoms:
+    atoms = substrate.copy() + mol
+    atoms.cell, atoms.pbc = substrate.cell, substrate.pbc
+    atoms.info = {"substrate": substrate.info["substrate"], "n_substrate": len(substrate), **info}
+    return atoms
+
+
+def _fixed_frames(name: str, sub: str, substrate: Atoms, mol: Atoms, subset: int | None) -> list[Atoms]:
+    """The binding curve (and, for benzene, the lateral scan) of flat ``mol`` over ``substrate``."""
+    frames = []
+    for j, h in enumerate(CURVE_HEIGHTS[:subset]):
+        moved = mol.copy()
+        moved.positions += [0.0, 0.0, h]
+        info = {"frame_id": f"{name}/{sub}/curve/{j:02d}", "role": "curve", "height": h, "shift": 0.0}
+        frames.append(_combine(substrate, moved, {**info, "split": "test"}))
+    if name == "benzene":
+        for j, s in enumerate(SCAN_SHIFTS[:subset]):
+            moved = mol.copy()
+            moved.positions += [s, 0.0, 3.4]
+            info = {"frame_id": f"{name}/{sub}/scan/{j:02d}", "role": "scan", "height": 3.4, "shift": float(s)}
+            frames.append(_combine(substrate, moved, {**info, "split": "test"}))
+    return frames
+
+
+def _sample(rng: np.random.Generator, substrate: Atoms, mol: Atoms, cfg: GrapheneConfig) -> tuple[Atoms, dict]:
+    """One training geometry: molecule spun, tilted, shifted, lifted; every atom rattled."""
+    h = float(rng.uniform(*cfg.h_range))
+    spin, tilt = float(rng.uniform(0, 360)), float(rng.uniform(0, cfg.max_tilt))
+    theta = rng.uniform(0, 2 * np.pi)
+    tilt_axis = np.array([np.cos(theta), np.sin(theta), 0.0])
+    rot = _rotation(tilt_axis, tilt) @ _rotation(np.array([0.0, 0.0, 1.0]), spin)
+    r, phi = cfg.max_shift * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+    m = mol.copy()
+    m.positions = m.positions @ rot.T + [r * np.cos(phi), r * np.sin(phi), h]
+    m.positions += rng.normal(0, cfg.rattle_molecule, m.positions.shape)
+    s = substrate.copy()
+    s.positions += rng.normal(0, cfg.rattle_substrate, s.positions.shape)
+    info = {"role": "sample", "height": round(h, 6), "shift": round(float(r), 6), "tilt": round(tilt, 4)}
+    return _combine(s, m, info), info
+
+
+def generate(cfg: GrapheneConfig, subset: bool, teacher: Teacher) -> list[Atoms]:
+    """All unlabelled frames; with ``subset`` the first ``subset_per_group`` of every (molecule, substrate, role)."""
+    substrates = relaxed_substrates(cfg, teacher)
+    molecules = {m: lay_flat(optimised(m, teacher)) for m in cfg.molecules}
+    limit = cfg.subset_per_group if subset else None
+    frames = []
+    for k, name in enumerate(cfg.molecules):
+        for i, (sub, n_samples) in enumerate(cfg.samples):
+            frames += _fixed_frames(name, sub, substrates[sub], molecules[name], limit)
+            rng = np.random.default_rng([cfg.seed, k, i])
+            for j in range(n_samples if limit is None else limit):
+                atoms, _ = _sample(rng, substrates[sub], molecules[name], cfg)
+                atoms.info.update({"frame_id": f"{name}/{sub}/sample/{j:03d}", "split": common.split_of(rng)})
+                frames.append(atoms)
+    for f in frames:
+        f.info["molecule"] = f.info["frame_id"].split("/")[0]
+    return frames
+
+
+def add_binding_energies(frames: list[Atoms], teacher: Teacher) -> dict[str, float]:
+    """``info['binding_energy']`` (eV) = E(complex) - E(substrate) - E(molecule) for rigid curve/scan frames.
+
+    Returns the fragment energies (eV) keyed ``substrate:<name>`` and ``molecule:<name>``.
+    """
+    fragments: dict[str, float] = {}
+    for f in frames:
+        if f.info["role"] == "sample":
+            continue
+        n = int(f.info["n_substrate"])
+        keys = (f"substrate:{f.info['substrate']}", f"molecule:{f.info['molecule']}")
+        parts = (f[:n], f[n:])
+        for key, part in zip(keys, parts):
+            if key not in fragments:
+                if key.startswith("molecule"):
+                    part.pbc, part.cell = False, None
+                    part.positions -= part.get_center_of_mass()
+                fragments[key] = teacher.label(part).energy
+        f.info["binding_energy"] = float(f.info["REF_energy"]) - fragments[keys[0]] - fragments[keys[1]]
+    return fragments
+
+
+def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool = False,
+          command: str = "", cfg: GrapheneConfig = CONFIG) -> common.BuildResult:
+    """Generate, label and write the molecule-graphene dataset into ``out_dir``."""
+    start = common.timer()
+    teacher = TEACHERS[cfg.teacher]()
+    frames = generate(cfg, subset, teacher)
+    stem = "molecule-graphene" + ("-subset" if subset else "")
+    work = out_dir / f"_work-{stem}"
+    labelled, report = common.label_with_teacher(frames, cfg.teacher, {}, work, workers, progress)
+    fragments = add_binding_energies(labelled, teacher)
+    data = common.write_frames(out_dir / f"{stem}.extxyz.xz", labelled)
+    seconds = common.timer() - start
+    extra = (f"- substrates: flake C96H24 (radius {cfg.flake_radius} Å, relaxed), periodic {cfg.sheet_repeat}x"
+             f"{cfg.sheet_repeat} sheet (ideal, C-C 1.42 Å); curve heights {list(CURVE_HEIGHTS)} Å; scan shifts "
+             f"{list(SCAN_SHIFTS)} Å at 3.4 Å\n- samples: height U{cfg.h_range} Å, shift within {cfg.max_shift} Å "
+             f"(periodic: same, wraps), spin U(0, 360), tilt U(0, {cfg.max_tilt}) deg, Gaussian rattle "
+             f"{cfg.rattle_substrate} Å (substrate) / {cfg.rattle_molecule} Å (molecule); seed {cfg.seed}\n"
+             "- extra info keys: `role` (curve/scan/sample), `molecule`, `substrate`, `n_substrate` (the first "
+             "atoms), `height` (Å, molecule centre of mass above the carbon plane), `shift` (Å), `tilt` (deg), "
+             "`binding_energy` (eV, curve and scan frames: E - E(substrate) - E(molecule), rigid fragments)\n"
+             "- fragment energies (eV): " + ", ".join(f"{k} {v:.6f}" for k, v in fragments.items()) + "\n")
+    card = common.write_card(out_dir / ("README.md" if not subset else f"{stem}.md"),
+                             title="Molecule-graphene: aromatic molecules over graphene (GFN1-xTB)"
+                             + (" (subset)" if subset else ""), what=__doc__.split("\n\n", 1)[1],
+                             command=command, provenance=teacher.provenance(), frames=labelled,
+                             seconds=seconds, tags=("role", "substrate", "molecule"), extra=extra,
+                             failures=report.failures)
+    common.remove_work_dir(work)
+    return common.BuildResult("molecule-graphene", out_dir, [data, card], len(labelled), report.failures,
+                              seconds, {"fragments": fragments})
