@@ -52,7 +52,7 @@ def parity_plots(preds, folder: str | Path) -> list[Path]:
 
 
 def demo_figure(results: dict[str, dict], path: str | Path, cutoff: float = 5.0) -> Path:
-    """Interaction energy vs separation (if known) and energy parity for each demo model."""
+    """Interaction energy vs separation and its parity (dimer data), else energy parity, per demo model."""
     plt = _pyplot()
     with_ie = all("interaction" in r for r in results.values())
     fig, axes = plt.subplots(1, 2 if with_ie else 1, figsize=(10 if with_ie else 5, 4), squeeze=False)
@@ -60,21 +60,26 @@ def demo_figure(results: dict[str, dict], path: str | Path, cutoff: float = 5.0)
     if with_ie:
         ax = axes[0]
         first = next(iter(results.values()))["interaction"]
-        ax.scatter(first["separation"], 1000 * np.asarray(first["ref"]), s=10, color="black", label="reference")
+        ax.scatter(first["separation"], 1000 * np.asarray(first["ref"]), s=12, color="black", label="reference")
         for name, r in results.items():
             ie = r["interaction"]
             ax.scatter(ie["separation"], 1000 * np.asarray(ie["pred"]), s=8, alpha=0.7, label=name)
         ax.axvline(cutoff, color="grey", ls="--", lw=0.8)
         ax.set_xlabel("separation (Å)")
         ax.set_ylabel("interaction energy (meV)")
-        ax.set_title("test frames: E(AB) - E(A) - E(B)")
+        ax.set_title(f"test frames: E(AB) - E(A) - E(B); backbone cutoff {cutoff:g} Å")
         ax.legend(fontsize=8)
-    ax = axes[-1]
-    for name, r in results.items():
-        pred, ref = (np.asarray(x) for x in r["energy_per_atom"])
-        _parity(ax, pred, ref, "energy", "eV/atom", name)
-    ax.legend(fontsize=8)
-    ax.set_title("test frames: energy parity")
+        for name, r in results.items():
+            ie = r["interaction"]
+            _parity(axes[1], 1000 * np.asarray(ie["pred"]), 1000 * np.asarray(ie["ref"]), "interaction energy",
+                    "meV", name)
+        axes[1].set_title("test frames: interaction-energy parity")
+    else:
+        for name, r in results.items():
+            pred, ref = (np.asarray(x) for x in r["energy_per_atom"])
+            _parity(axes[0], pred, ref, "energy", "eV/atom", name)
+        axes[0].set_title("test frames: energy parity")
+    axes[-1].legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -93,9 +93,9 @@ def evaluate_demo_model(path: Path, test: list[Atoms]) -> dict:
 
 def comparison_table(results: dict[str, dict]) -> Table:
     """One row per model: size, time, test energy/force MAE and interaction-energy MAE per separation bin."""
-    table = Table(title="held-out test frames (MAE)")
+    table = Table(title="held-out test frames: MAE (Eint = interaction energy, meV, by separation)")
     bins = list(next(iter(results.values())).get("interaction_mae_meV", {}))
-    for col in ["model", "params", "train s", "E meV/atom", "F meV/Å"] + [f"E_int {b} meV" for b in bins]:
+    for col in ["model", "params", "train s", "E meV/atom", "F meV/Å"] + [f"Eint {b}" for b in bins]:
         table.add_column(col, justify="left" if col == "model" else "right")
     for name, r in results.items():
         m = r["metrics"]

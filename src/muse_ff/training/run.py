@@ -13,8 +13,11 @@ Output folder (``training.output_dir``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +131,28 @@ def make_trainer(cfg: TrainConfig, out: Path, *, has_valid: bool, devices: int |
                      log_every_n_steps=1, default_root_dir=out)
 
 
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_lightning(resume: bool):
+    """Drop Lightning's advertising tip and warnings that say nothing about this run (scoped)."""
+    logger, tips = logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropTips()
+    logger.addFilter(tips)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+        if resume:
+            warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+            warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
+        try:
+            yield
+        finally:
+            logger.removeFilter(tips)
+
+
 def _resume_path(out: Path) -> Path:
     last = out / "checkpoints" / "last.ckpt"
     if not last.exists():
@@ -204,10 +229,11 @@ def train(config: dict | TrainConfig, *, resume: bool = False, devices: int | st
     t = cfg.training
     module = MuSEModule(model, t, has_validation=valid_ds is not None)
     data = GraphDataModule(train_ds, valid_ds, t.batch_size, t.shuffle, t.seed, t.num_workers, model.dtype_)
-    trainer = make_trainer(cfg, out, has_valid=valid_ds is not None, devices=devices, num_nodes=num_nodes,
-                           accelerator=accelerator, progress=progress, strategy=strategy, callbacks=callbacks)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    with _quiet_lightning(resume):
+        trainer = make_trainer(cfg, out, has_valid=valid_ds is not None, devices=devices, num_nodes=num_nodes,
+                               accelerator=accelerator, progress=progress, strategy=strategy, callbacks=callbacks)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     if not trainer.is_global_zero:
         return TrainResult(output_dir=out, model_path=None, is_main=False)
     return _finish(trainer, module, cfg, out, splits, fit, time.perf_counter() - start)
