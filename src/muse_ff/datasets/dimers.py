@@ -3,8 +3,8 @@
 Each frame is two teacher-optimised monomers, each rotated uniformly at random and displaced by a small
 Gaussian "thermal" rattle, with centres of mass ``separation`` Å apart along a random direction.
 Beyond ~5 Å the interaction (dipole-dipole ~ 1/r^3, ion-dipole ~ 1/r^2, ion-ion ~ 1/r) is invisible to
-a 5 Å model, which is the point. Frames also carry ``interaction_energy`` = E(AB) - E(A) - E(B) (eV) with the same monomer
-geometries, so binding curves can be plotted without re-running the teacher.
+a 5 Å model, which is the point. Frames also carry ``interaction_energy`` = E(AB) - E(A) - E(B) (eV) with
+the same monomer geometries, so binding curves can be plotted without re-running the teacher.
 """
 
 from __future__ import annotations
@@ -132,8 +132,10 @@ def build(cfg: DimerConfig, out_dir: Path, subset: bool = False, workers: int = 
     stem = cfg.name + ("-subset" if subset else "")
     data = common.write_frames(out_dir / f"{stem}{'.extxyz.xz' if cfg.compress else '.extxyz'}", labelled)
     seconds = common.timer() - start
+    limits = ", ".join(f"{a}+{b} only up to {r} Å" for (a, b), r in cfg.r_max_for)
     extra = (f"- geometry: separation (centre-of-mass distance) uniform in [{cfg.r_min}, {cfg.r_max}] Å, uniformly "
-             f"random orientations ({', '.join(f'{a}+{b} only up to {r} Å' for (a, b), r in cfg.r_max_for) or 'all pairs'}), Gaussian rattle {cfg.rattle} Å per coordinate, intermolecular contacts "
+             f"random orientations ({limits or 'all pairs'}), Gaussian rattle {cfg.rattle} Å per coordinate, "
+             "intermolecular contacts "
              f">= {cfg.min_contact} Å (heavy atoms >= {cfg.min_heavy_contact} Å), monomers optimised with "
              f"{cfg.teacher} first; seed {cfg.seed}\n"
              "- extra info keys: `system`, `separation` (Å), `charge`, `n_first` (atoms of the first monomer), "

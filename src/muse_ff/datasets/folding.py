@@ -9,8 +9,9 @@ below 3 Å, loose because the guess relaxes by ~2 Å at 300 K) are relative to i
 non-deterministically, so builds reuse the stored ``data/folding/chignolin.pdb`` when it exists.
 
 MD: OpenMM Langevin (1/ps), HBond constraints, hydrogen mass 3 amu, 3 fs steps, CPU platform with one
-thread, fixed seeds; each temperature starts from the minimised hairpin. The 300 K run stays compact; the
-hot runs unfold it, so folded and unfolded states are both present. Labelled frames are then recomputed
+thread, fixed seeds; each temperature starts from the minimised hairpin. The 300 K run stays near the
+hairpin, the hotter runs leave it part of the time, so folded and unfolded states are both present (runs of
+100 ps are short: the fractions are not equilibrium populations). Labelled frames are then recomputed
 with the ``amber14-gbn2`` teacher (Reference platform, double precision), so labels are exactly reproducible
 from the stored coordinates.
 """
@@ -164,8 +165,8 @@ def run_md(pdb, reference_nm, temperature: float, cfg: FoldingConfig, n_frames: 
         if k % obs_per_frame == 0:
             atoms = Atoms(numbers, positions=pos)
             j = len(frames)
-            atoms.info.update({"frame_id": f"T{temperature:.0f}/{j:04d}", "folded": int(row["rmsd_ca"] < cfg.rmsd_folded),
-                               "split": _split(t, cfg.production_ps),
+            atoms.info.update({"frame_id": f"T{temperature:.0f}/{j:04d}",
+                               "folded": int(row["rmsd_ca"] < cfg.rmsd_folded), "split": _split(t, cfg.production_ps),
                                **{key: round(v, 6) for key, v in row.items() if key != "potential_md"}})
             frames.append(atoms)
             if n_frames is not None and len(frames) >= n_frames:

@@ -2,8 +2,8 @@
 
 Molecules: water, formaldehyde, methanol, acetonitrile, benzene, naphthalene (ASE G2 / ideal geometries)
 and the capped peptide Ace-(Ala)5-NMe (62 atoms; Ace-(Ala)9-NMe, 102 atoms, is one setting away but took
-~10 s per GFN2-xTB call on the loaded build machine, ~2 h for its Hessian) built with RDKit from SMILES with every backbone
-(phi, psi) set to the alpha helix (-57, -47) so it has collective low-frequency modes.
+~10 s per GFN2-xTB call on the loaded build machine, ~2 h for its Hessian) built with RDKit from SMILES
+with every backbone (phi, psi) set to the alpha helix (-57, -47) so it has collective low-frequency modes.
 
 Each molecule is optimised with BFGS to max force ``fmax``; its Hessian is central differences of the
 teacher's forces, ``H[i, j] = -(F_j(x + h e_i) - F_j(x - h e_i)) / 2h`` with ``h`` = 0.005 Å, symmetrised
@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
-from ase import units
+from ase import Atoms, units
 from ase.optimize import BFGS
 
 from muse_ff.datasets import common
@@ -58,7 +57,8 @@ def capped_alanine(n: int, seed: int = 1) -> Atoms:
     if all_chem.EmbedMolecule(mol, randomSeed=seed) != 0:
         raise RuntimeError(f"RDKit could not embed Ace-(Ala){n}-NMe")
     conf = mol.GetConformer()
-    # heavy atoms in SMILES order: CH3 0, C 1, O 2; residue k: N 3+5k, CA 4+5k, CB 5+5k, C 6+5k, O 7+5k; N 3+5n, CH3 4+5n
+    # heavy atoms in SMILES order: CH3 0, C 1, O 2; residue k: N 3+5k, CA 4+5k, CB 5+5k, C 6+5k, O 7+5k;
+    # then the cap: N 3+5n, CH3 4+5n
     n_, ca, c = (lambda k: 3 + 5 * k), (lambda k: 4 + 5 * k), (lambda k: 6 + 5 * k)
     prev_c = lambda k: 1 if k == 0 else c(k - 1)  # noqa: E731
     transforms.SetDihedralDeg(conf, 0, 1, n_(0), ca(0), 180.0)
@@ -195,8 +195,8 @@ def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool 
              "- extra info keys: `molecule`, `role` (minimum / normal-mode-300K / normal-mode-600K), `temperature`\n"
              + _table(results))
     files.append(common.write_card(out_dir / ("README.md" if not subset else f"{stem}.md"),
-                                   title="Hessians: minima, finite-difference Hessians and normal-mode frames (GFN2-xTB)"
-                                   + (" (subset)" if subset else ""), what=__doc__.split("\n\n", 1)[1],
+                                   title="Hessians: minima, finite-difference Hessians and normal-mode frames"
+                                   " (GFN2-xTB)" + (" (subset)" if subset else ""), what=__doc__.split("\n\n", 1)[1],
                                    command=command, provenance=teacher.provenance(), frames=labelled,
                                    seconds=seconds, tags=("molecule", "role"), extra=extra, failures=report.failures))
     common.remove_work_dir(work)

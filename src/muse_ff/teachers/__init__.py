@@ -44,5 +44,6 @@ def get_teacher(name: str, **settings: Any) -> Teacher:
 
 __all__ = [
     "AmberGBn2Teacher", "GFN1Teacher", "GFN2Teacher", "Label", "LabelReport", "MissingTeacherPackage",
-    "TEACHERS", "Teacher", "TeacherCalculator", "TeacherError", "get_teacher", "get_teacher_class", "label_file", "label_frames",
+    "TEACHERS", "Teacher", "TeacherCalculator", "TeacherError", "get_teacher", "get_teacher_class", "label_file",
+    "label_frames",
 ]
