@@ -52,11 +52,17 @@ def bond_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc
 
 
 def _min_image(delta: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """Shortest periodic images of difference vectors [m, 3] (exact for skewed cells too)."""
     if not pbc.any():
         return delta
     frac = delta @ np.linalg.inv(cell)
     frac[:, pbc] -= np.round(frac[:, pbc])
-    return frac @ cell
+    delta = frac @ cell
+    steps = [np.array([-1, 0, 1]) if p else np.array([0]) for p in pbc]
+    images = np.stack(np.meshgrid(*steps, indexing="ij"), -1).reshape(-1, 3) @ cell  # [k, 3]
+    cand = delta[:, None, :] + images[None]
+    best = np.argmin((cand**2).sum(-1), axis=1)
+    return cand[np.arange(len(delta)), best]
 
 
 class _Metric:
@@ -76,14 +82,27 @@ def _order_key(dist: np.ndarray, numbers: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(dist)), numbers, np.round(dist, 6)))
 
 
+def _start_score(atoms: np.ndarray, metric: _Metric) -> np.ndarray:
+    """Where farthest-point sampling starts (lowest score first).
+
+    Free structures: distance to the group's centroid. Periodic ones, where a centroid depends on how atoms
+    are wrapped: most bonds first, then the shortest summed bond length, intrinsic scalars invariant to
+    rotation, translation and lattice translations of single atoms.
+    """
+    if not metric.pbc.any():
+        return np.linalg.norm(metric.pos[atoms] - metric.pos[atoms].mean(axis=0), axis=1)
+    rows = metric.graph[atoms]
+    degree = np.diff(rows.indptr)
+    return -1000.0 * degree + np.asarray(rows.sum(axis=1)).ravel()
+
+
 def _fps(atoms: np.ndarray, count: int, metric: _Metric, numbers: np.ndarray) -> tuple[list[int], np.ndarray]:
     """Farthest-point sampling of ``count`` of the nodes sitting on ``atoms``.
 
     Returns the chosen local indices and, for every node, the position (in the chosen list) of its
     nearest chosen node (its home).
     """
-    centroid = metric.pos[atoms].mean(axis=0)
-    first = int(_order_key(np.linalg.norm(metric.pos[atoms] - centroid, axis=1), numbers[atoms])[0])
+    first = int(_order_key(_start_score(atoms, metric), numbers[atoms])[0])
     chosen = [first]
     mind = metric.from_atom(int(atoms[first]), atoms)
     owner = np.zeros(len(atoms), dtype=np.int64)

@@ -151,7 +151,8 @@ class CoarseLevel(nn.Module):
         pi, pc, shifts, is_home = _candidate_pairs(graph, fine_pos, fine_batch, graph.component[fine_atom],
                                                    anchors, home, self.reach, self.anchors == "bond-fps")
         a = anchors[pc]
-        vec = fine_pos[pi] + torch.einsum("pk,pkl->pl", shifts, cell[fine_batch[pi]]) - fine_pos[a]
+        # vesin gives r_anchor - r_i + S @ cell for the pair, so the anchor -> node vector is r_i - S @ cell - r_anchor
+        vec = fine_pos[pi] - torch.einsum("pk,pkl->pl", shifts, cell[fine_batch[pi]]) - fine_pos[a]
         d2 = (vec**2).sum(-1)
         d = torch.sqrt(torch.where(is_home, torch.ones_like(d2), d2))  # no cutoff (and no sqrt at 0) for home
         c = torch.where(is_home, torch.ones_like(d2), smooth_cutoff(d, self.reach))

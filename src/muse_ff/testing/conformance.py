@@ -177,6 +177,18 @@ class ModelConformance:
         assert abs(shuffled.get_potential_energy() - e0) < 1e-9 * max(1.0, abs(e0))
         np.testing.assert_allclose(shuffled.get_forces(), f0[perm], atol=1e-9)
 
+    def test_invariant_to_lattice_translations_of_atoms(self, model):
+        """Moving atoms by lattice vectors (wrapping) describes the same crystal: same energy and forces."""
+        atoms = test_periodic()
+        atoms.calc = MuSECalculator(model)
+        e0, f0 = atoms.get_potential_energy(), atoms.get_forces()
+        moved = atoms.copy()
+        steps = np.random.default_rng(4).integers(-2, 3, size=(len(atoms), 3))
+        moved.positions += steps @ atoms.cell[:]
+        moved.calc = MuSECalculator(model)
+        assert abs(moved.get_potential_energy() - e0) < 1e-9 * max(1.0, abs(e0))
+        np.testing.assert_allclose(moved.get_forces(), f0, atol=1e-9)
+
     # ------------------------------------------------------------------ batching
     def test_batch_equals_unbatched(self, model):
         frames = [test_molecule(0), test_periodic(1), test_molecule(3)[:11]]
