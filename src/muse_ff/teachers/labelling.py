@@ -263,12 +263,14 @@ def label_frames(frames: Sequence[Atoms], teacher_cls: type[Teacher], settings: 
     header = _header(frames, provenance)
     jpath = journal_path(out_path)
     jpath.parent.mkdir(parents=True, exist_ok=True)
-    done = {**_reuse_output(out_path, frames, provenance, keys), **_read_journal(jpath, header)}
+    journalled = _read_journal(jpath, header)
+    from_output = {k: v for k, v in _reuse_output(out_path, frames, provenance, keys).items() if k not in journalled}
+    done = {**from_output, **journalled}
     todo = [(k, a) for k, a in enumerate(frames) if k not in done]
     failures: dict[int, str] = {}
     journal = _Journal(jpath, header)
     try:
-        for k, label in done.items():  # make the journal self-sufficient before computing more
+        for k, label in from_output.items():  # make the journal self-sufficient before computing more
             journal.write(_record(k, label))
         results = (_run_serial(teacher, todo) if workers == 1 or len(todo) <= 1
                    else _run_pool(teacher_cls, settings, todo, workers))
