@@ -116,11 +116,13 @@ class MuSEModel(nn.Module):
         feats, states = [out], []
         fine_pos, fine_batch = positions, graph.batch
         fine_atom = torch.arange(graph.num_atoms, device=positions.device)
+        fine_edges = (graph.edge_index, graph.shifts, graph.cutoff)
         for k, level in enumerate(self.levels):
-            state = level.pool(graph, k, fine_pos, fine_batch, fine_atom, cell, feats[-1])
+            state = level.pool(graph, k, fine_pos, fine_batch, fine_atom, cell, feats[-1], fine_edges)
             feats.append(level.run(state, cell))
             states.append(state)
             fine_pos, fine_batch, fine_atom = state.positions, state.batch, state.atom
+            fine_edges = (state.edge_index, state.shifts, level.cutoff)
         scalars = [f.scalars for f in feats]
         for k in range(len(self.levels) - 1, -1, -1):  # coarse context flows back to the finer level
             scalars[k] = scalars[k] + self.levels[k].unpool(states[k], scalars[k + 1])

@@ -65,25 +65,41 @@ def _ranges(batch: torch.Tensor, num_frames: int) -> list[tuple[int, int]]:
     return [(int(starts[b]), int(starts[b + 1])) for b in range(num_frames)]
 
 
-def _candidate_pairs(graph, fine_pos, fine_batch, fine_comp, anchors, home, reach, same_component):
-    """Assignment pairs (fine i, coarse c, shift, is_home) from a reach-radius neighbour list per frame."""
+def _reach_pairs(graph, fine_pos, fine_batch, reach, fine_edges):
+    """All directed pairs (i, j, shift, distance) of fine nodes closer than ``reach``, numpy, global indices.
+
+    Reuses the finer level's own graph (``fine_edges = (edge_index, shifts, cutoff)``) when it reaches far
+    enough, which is the default (reach of level k+1 = cutoff of level k); otherwise builds a neighbour list.
+    """
+    pos = fine_pos.detach().cpu().double().numpy()
+    edge_index, shifts, cutoff = fine_edges
+    if reach <= cutoff:
+        i, j = edge_index.cpu().numpy()
+        s = shifts.detach().cpu().numpy().astype(np.int64)
+        cell = graph.cell.detach().cpu().double().numpy()[fine_batch.cpu().numpy()[i]]
+        d = np.linalg.norm(pos[j] - pos[i] + np.einsum("ek,ekl->el", s, cell), axis=1)
+        keep = d < reach
+        return i[keep], j[keep], s[keep], d[keep]
+    out = []
+    for b, (lo, hi) in enumerate(_ranges(fine_batch, graph.num_frames)):
+        cell, pbc = graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy()
+        i, j, s, d = neighbor_list(pos[lo:hi], cell, pbc, reach)
+        out.append((i + lo, j + lo, s, d))
+    return tuple(np.concatenate(x) for x in zip(*out))
+
+
+def _candidate_pairs(graph, fine_pos, fine_batch, fine_comp, anchors, home, reach, same_component, fine_edges):
+    """Assignment pairs (fine i, coarse c, shift, is_home): anchors within reach plus each node's home."""
     n = fine_pos.shape[0]
     coarse_of = np.full(n, -1, dtype=np.int64)
     anchors_np = anchors.cpu().numpy()
     coarse_of[anchors_np] = np.arange(anchors.numel())
     comp = fine_comp.cpu().numpy()
     home_np = home.cpu().numpy()
-    pos = fine_pos.detach().cpu().double().numpy()
-    out_i, out_c, out_s, out_d = [], [], [], []
-    for b, (lo, hi) in enumerate(_ranges(fine_batch, graph.num_frames)):
-        cell, pbc = graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy()
-        i, j, s, d = neighbor_list(pos[lo:hi], cell, pbc, reach)
-        i, j = i + lo, j + lo
-        keep = (coarse_of[j] >= 0) & ((comp[i] == comp[j]) | (not same_component))
-        out_i.append(i[keep]), out_c.append(coarse_of[j[keep]]), out_s.append(s[keep]), out_d.append(d[keep])
-        mine = anchors_np[(anchors_np >= lo) & (anchors_np < hi)]
-        out_i.append(mine), out_c.append(coarse_of[mine]), out_s.append(np.zeros((len(mine), 3), dtype=np.int64))
-        out_d.append(np.zeros(len(mine)))
+    i, j, s, d = _reach_pairs(graph, fine_pos, fine_batch, reach, fine_edges)
+    keep = (coarse_of[j] >= 0) & ((comp[i] == comp[j]) | (not same_component))
+    out_i, out_c, out_s, out_d = [i[keep], anchors_np], [coarse_of[j[keep]], coarse_of[anchors_np]], \
+        [s[keep], np.zeros((len(anchors_np), 3), dtype=np.int64)], [d[keep], np.zeros(len(anchors_np))]
     pi, pc, ps, pd = (np.concatenate(x) for x in (out_i, out_c, out_s, out_d))
     is_home = pc == home_np[pi]
     # keep exactly one home pair per fine node (its nearest image); add it when it is out of reach,
@@ -146,10 +162,14 @@ class CoarseLevel(nn.Module):
     def _affinity(self, h_fine, h_anchor):
         return 3.0 * torch.tanh((self.query(h_fine) * self.key(h_anchor)).sum(-1) * self._aff_scale)
 
-    def pool(self, graph: Graph, k: int, fine_pos, fine_batch, fine_atom, cell, fine: BackboneOutput) -> PoolState:
+    def pool(self, graph: Graph, k: int, fine_pos, fine_batch, fine_atom, cell, fine: BackboneOutput,
+             fine_edges) -> PoolState:
+        """Pool level-k nodes (positions, batch, atom of their anchor chain, backbone output, and their own
+        graph ``fine_edges = (edge_index, shifts, cutoff)``) into this level's coarse nodes."""
         anchors, home = graph.anchors[k], graph.home[k]
         pi, pc, shifts, is_home = _candidate_pairs(graph, fine_pos, fine_batch, graph.component[fine_atom],
-                                                   anchors, home, self.reach, self.anchors == "bond-fps")
+                                                   anchors, home, self.reach, self.anchors == "bond-fps",
+                                                   fine_edges)
         a = anchors[pc]
         # vesin gives r_anchor - r_i + S @ cell for the pair, so the anchor -> node vector is r_i - S @ cell - r_anchor
         vec = fine_pos[pi] - torch.einsum("pk,pkl->pl", shifts, cell[fine_batch[pi]]) - fine_pos[a]
