@@ -1,8 +1,8 @@
 """Hessians (GFN2-xTB): optimised geometries, finite-difference Hessians and frames around the minima.
 
 Molecules: water, formaldehyde, methanol, acetonitrile, benzene, naphthalene (ASE G2 / ideal geometries)
-and the capped peptide Ace-(Ala)5-NMe (62 atoms; Ace-(Ala)9-NMe, 102 atoms, is one setting away but took
-~10 s per GFN2-xTB call on the loaded build machine, ~2 h for its Hessian) built with RDKit from SMILES
+and the capped peptide Ace-(Ala)5-NMe (62 atoms; Ace-(Ala)9-NMe, 102 atoms, is one setting away, left out
+for lack of build time: see docs/DATASETS.md) built with RDKit from SMILES
 with every backbone (phi, psi) set to the alpha helix (-57, -47) so it has collective low-frequency modes.
 
 Each molecule is optimised with BFGS to max force ``fmax``; its Hessian is central differences of the
@@ -145,8 +145,8 @@ def generate(cfg: HessianConfig, subset: bool, teacher: Teacher) -> tuple[list[A
         minimum = res["atoms"].copy()
         minimum.info.update({"molecule": name, "role": "minimum", "frame_id": f"{name}/minimum", "split": "test"})
         frames.append(minimum)
-        rng = np.random.default_rng([cfg.seed, k])
-        for temp in cfg.temperatures:
+        for temp in cfg.temperatures:  # one stream per (molecule, temperature): subsets are prefixes
+            rng = np.random.default_rng([cfg.seed, k, int(temp)])
             for j in range(cfg.subset_frames if subset else cfg.frames_per_temperature):
                 f = normal_mode_sample(rng, res["atoms"], res["eigenvalues"], res["vectors"], temp,
                                        cfg.soft_mode_floor_cm)
