@@ -59,18 +59,11 @@ def graphite(n_atoms: int):
 SYSTEMS = {"water": water_box, "graphite": graphite}
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident) in MB."""
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _hwm_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -105,7 +98,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     graph = graph.to(dtype=torch.float32)
     energy_and_derivatives(model, graph)  # warm-up
     times = []
-    base = _rss_mb()
+    base = _status_mb("VmRSS")
     _reset_hwm()
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -115,7 +108,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     coarse = [int(a.numel()) for a in graph.anchors]
     return {"system": system, "atoms": len(atoms), "levels": levels, "edges": int(graph.edge_index.shape[1]),
             "coarse_nodes": coarse, "t_neighbors_s": t_nl, "t_anchors_s": t_anchor,
-            "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _hwm_mb() - base}
+            "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _status_mb("VmHWM") - base}
 
 
 def _spawn(args, n: int, levels: int) -> dict:

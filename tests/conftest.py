@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from muse_ff import build_model
-
-SMALL_PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
+from muse_ff.testing.conformance import SMALL_PAINN
 
 
 @pytest.fixture

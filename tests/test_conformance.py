@@ -1,8 +1,7 @@
 """The conformance suite for the plain PaiNN backbone and MuSE(PaiNN) with one and two coarse levels."""
 
-from conftest import SMALL_PAINN
 
-from muse_ff.testing.conformance import ModelConformance
+from muse_ff.testing.conformance import SMALL_PAINN, ModelConformance
 
 
 class TestPaiNN(ModelConformance):

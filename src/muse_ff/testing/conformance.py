@@ -31,6 +31,9 @@ from muse_ff.calculator import MuSECalculator
 from muse_ff.nn.model import build_model
 from muse_ff.physics.derivatives import energy_and_derivatives
 
+#: a small, fast PaiNN for tests
+SMALL_PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
+
 #: relative error allowed between autograd derivatives and 4-point finite differences (float64)
 FD_RTOL = 1e-6
 
