@@ -7,7 +7,6 @@ from ase.build import molecule
 from ase.io import read, write
 
 from muse_ff import MuSECalculator
-
 from muse_ff.analysis.vibrations import harmonic_analysis, rigid_body_basis
 from muse_ff.cli.main import main
 

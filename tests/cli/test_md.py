@@ -1,5 +1,5 @@
-from ase.io import read, write
 from ase.build import molecule
+from ase.io import read, write
 
 from muse_ff.cli.main import main
 

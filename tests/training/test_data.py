@@ -5,11 +5,10 @@ from ase.io import write
 from muse_ff.data.atoms import LabelKeys
 from muse_ff.training.config import DataConfig
 from muse_ff.training.data import LabelError, check_labels, load_splits
-from tiny_data import water_dimers
 
 
-def test_check_labels_lists_frames_and_missing_labels():
-    frames = water_dimers(4, splits=False)
+def test_check_labels_lists_frames_and_missing_labels(make_dimers):
+    frames = make_dimers(4, splits=False)
     del frames[1].arrays["REF_forces"]
     del frames[3].info["REF_energy"]
     with pytest.raises(LabelError) as err:
@@ -20,8 +19,8 @@ def test_check_labels_lists_frames_and_missing_labels():
     assert "energy_only" in msg
 
 
-def test_energy_only_accepts_frames_without_forces_but_not_without_energy():
-    frames = water_dimers(3, splits=False)
+def test_energy_only_accepts_frames_without_forces_but_not_without_energy(make_dimers):
+    frames = make_dimers(3, splits=False)
     del frames[0].arrays["REF_forces"]
     check_labels(frames, LabelKeys(), need_forces=False)
     del frames[1].info["REF_energy"]
@@ -29,9 +28,9 @@ def test_energy_only_accepts_frames_without_forces_but_not_without_energy():
         check_labels(frames, LabelKeys(), need_forces=False)
 
 
-def test_splits_by_info_key_and_by_fraction(tmp_path):
+def test_splits_by_info_key_and_by_fraction(tmp_path, make_dimers):
     path = tmp_path / "d.extxyz"
-    write(path, water_dimers(20))
+    write(path, make_dimers(20))
     by_key = load_splits(DataConfig(train=str(path), split_key="split"))
     assert all(a.info["split"] == "train" for a in by_key.train) and len(by_key.valid) > 0
     a = load_splits(DataConfig(train=str(path), valid_fraction=0.2, test_fraction=0.1, split_seed=3))
@@ -42,15 +41,15 @@ def test_splits_by_info_key_and_by_fraction(tmp_path):
     assert len(sources) == 20
 
 
-def test_bad_split_value_is_reported(tmp_path):
-    frames = water_dimers(3)
+def test_bad_split_value_is_reported(tmp_path, make_dimers):
+    frames = make_dimers(3)
     frames[2].info["split"] = "validation"
     write(tmp_path / "d.extxyz", frames)
     with pytest.raises(LabelError, match=r"info\['split'\] = 'validation'"):
         load_splits(DataConfig(train=str(tmp_path / "d.extxyz"), split_key="split"))
 
 
-def test_collate_fills_missing_forces_with_nan_and_loss_masks_them():
+def test_collate_fills_missing_forces_with_nan_and_loss_masks_them(make_dimers):
     import torch
 
     from muse_ff import build_model
@@ -58,7 +57,7 @@ def test_collate_fills_missing_forces_with_nan_and_loss_masks_them():
     from muse_ff.training.data import GraphDataset, collate_graphs
     from muse_ff.training.loss import loss_terms
 
-    frames = water_dimers(2, splits=False)
+    frames = make_dimers(2, splits=False)
     del frames[0].arrays["REF_forces"]
     model = build_model({"species": ["H", "O"], "backbone": {"features": 8, "layers": 1}})
     batch = collate_graphs(GraphDataset(frames, model, LabelKeys()).graphs)

@@ -10,16 +10,15 @@ import yaml
 from ase.io import write
 
 from muse_ff.training import train
-from tiny_data import tiny_config, water_dimers
 
 
-def test_two_process_ddp_matches_single_process(tmp_path):
+def test_two_process_ddp_matches_single_process(tmp_path, make_config, make_dimers):
     # every frame has 6 atoms and the global batch (4) splits evenly, so the DDP gradient (mean over the
     # ranks of per-rank means) equals the single-process one; no shuffling, same seed
-    frames = water_dimers(20, seed=5, splits=False)
+    frames = make_dimers(20, seed=5, splits=False)
     write(tmp_path / "train.extxyz", frames[:16])
     write(tmp_path / "valid.extxyz", frames[16:])
-    cfg = tiny_config(tmp_path / "train.extxyz", tmp_path / "ddp", epochs=2, batch_size=4)
+    cfg = make_config(tmp_path / "train.extxyz", tmp_path / "ddp", epochs=2, batch_size=4)
     cfg["data"] = {"train": str(tmp_path / "train.extxyz"), "valid": str(tmp_path / "valid.extxyz")}
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")

@@ -12,12 +12,11 @@ import yaml
 
 from muse_ff.cli.main import main
 from muse_ff.training import train
-from tiny_data import tiny_config
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(dimer_file, tmp_path):
-    cfg = tiny_config(dimer_file, tmp_path / "killed", epochs=8, checkpoint_every=1, ema_decay=0.9,
+def test_sigkill_then_resume_matches_uninterrupted_run(dimer_file, tmp_path, make_config):
+    cfg = make_config(dimer_file, tmp_path / "killed", epochs=8, checkpoint_every=1, ema_decay=0.9,
                       shuffle=True)
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [sys.executable, "-m", "muse_ff.cli.main", "train", str(tmp_path / "cfg.yaml"), "--no-progress",

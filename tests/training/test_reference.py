@@ -1,9 +1,9 @@
 import numpy as np
 import torch
+from ase import Atoms
 
 from muse_ff.data.atoms import atoms_to_graph
 from muse_ff.training.reference import fit_reference
-from ase import Atoms
 
 
 def _graph(symbols: str, energy: float):

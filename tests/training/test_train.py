@@ -9,7 +9,6 @@ import torch
 from muse_ff import load_model
 from muse_ff.training import train
 from muse_ff.training.callbacks import StopAfterEpoch
-from tiny_data import tiny_config
 
 
 def _epoch_rows(out):
@@ -18,9 +17,9 @@ def _epoch_rows(out):
     return rows
 
 
-def test_tiny_training_reduces_the_validation_loss(dimer_file, tmp_path):
+def test_tiny_training_reduces_the_validation_loss(dimer_file, tmp_path, make_config):
     out = tmp_path / "run"
-    result = train(tiny_config(dimer_file, out, epochs=6), progress=False)
+    result = train(make_config(dimer_file, out, epochs=6), progress=False)
     rows = _epoch_rows(out)
     assert len(rows) == 6
     assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
@@ -34,25 +33,25 @@ def test_tiny_training_reduces_the_validation_loss(dimer_file, tmp_path):
     assert len(list(out.glob("**/*.tmp"))) == 0  # atomic writes leave no temporaries
 
 
-def test_training_is_reproducible_with_the_same_seed(dimer_file, tmp_path):
+def test_training_is_reproducible_with_the_same_seed(dimer_file, tmp_path, make_config):
     cfg = dict(epochs=2, shuffle=True, ema_decay=0.9)
-    a = train(tiny_config(dimer_file, tmp_path / "a", **cfg), progress=False)
-    b = train(tiny_config(dimer_file, tmp_path / "b", **cfg), progress=False)
+    a = train(make_config(dimer_file, tmp_path / "a", **cfg), progress=False)
+    b = train(make_config(dimer_file, tmp_path / "b", **cfg), progress=False)
     sa, sb = load_model(a.model_path).state_dict(), load_model(b.model_path).state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_resume_after_a_crash_continues_and_matches_an_uninterrupted_run(dimer_file, tmp_path):
+def test_resume_after_a_crash_continues_and_matches_an_uninterrupted_run(dimer_file, tmp_path, make_config):
     cfg = dict(epochs=4, shuffle=True, ema_decay=0.9, schedule="plateau", plateau_patience=0,
                plateau_factor=0.5)
-    full = train(tiny_config(dimer_file, tmp_path / "full", **cfg), progress=False)
+    full = train(make_config(dimer_file, tmp_path / "full", **cfg), progress=False)
     crashed = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="simulated crash after epoch 1"):
-        train(tiny_config(dimer_file, crashed, **cfg), progress=False, callbacks=[StopAfterEpoch(1)])
+        train(make_config(dimer_file, crashed, **cfg), progress=False, callbacks=[StopAfterEpoch(1)])
     # the crash hits before epoch 1's checkpoint (checkpoint callbacks run last): epoch 0 is on disk
     ckpt = torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 0 and not (crashed / "model.pt").exists()
-    resumed = train(tiny_config(dimer_file, crashed, **cfg), resume=True, progress=False)
+    resumed = train(make_config(dimer_file, crashed, **cfg), resume=True, progress=False)
     assert resumed.summary["epochs"] == 4
     epochs = [int(r["epoch"]) for r in _epoch_rows(crashed)]
     assert epochs[-3:] == [1, 2, 3]
@@ -61,11 +60,51 @@ def test_resume_after_a_crash_continues_and_matches_an_uninterrupted_run(dimer_f
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_resume_without_checkpoint_says_so(dimer_file, tmp_path):
+def test_resume_without_checkpoint_says_so(dimer_file, tmp_path, make_config):
     with pytest.raises(FileNotFoundError, match="cannot resume: no checkpoint"):
-        train(tiny_config(dimer_file, tmp_path / "none"), resume=True, progress=False)
+        train(make_config(dimer_file, tmp_path / "none"), resume=True, progress=False)
 
 
-def test_batch_size_must_split_over_processes(dimer_file, tmp_path):
+def test_batch_size_must_split_over_processes(dimer_file, tmp_path, make_config):
     with pytest.raises(ValueError, match="must be divisible by the number of processes"):
-        train(tiny_config(dimer_file, tmp_path / "x", batch_size=3), devices=2, progress=False)
+        train(make_config(dimer_file, tmp_path / "x", batch_size=3), devices=2, progress=False)
+
+
+def test_energy_only_frames_train_and_missing_forces_otherwise_stop_the_run(tmp_path, make_config, make_dimers):
+    from ase.io import write
+
+    from muse_ff.training.data import LabelError
+
+    frames = make_dimers(15)
+    for k in (0, 4, 7):
+        del frames[k].arrays["REF_forces"]
+    write(tmp_path / "d.extxyz", frames)
+    with pytest.raises(LabelError, match=r"d.extxyz:0: REF_forces"):
+        train(make_config(tmp_path / "d.extxyz", tmp_path / "err"), progress=False)
+    cfg = make_config(tmp_path / "d.extxyz", tmp_path / "ok", epochs=1)
+    cfg["data"]["missing_labels"] = "energy_only"
+    result = train(cfg, progress=False)
+    assert result.summary["last_metrics"]["val_forces_mae"] > 0
+
+
+def test_stress_is_trained_and_reported_for_periodic_frames(tmp_path, make_config):
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(10):
+        atoms = bulk("Cu", "fcc", a=3.6 + 0.05 * rng.normal(), cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.info.update(REF_energy=atoms.get_potential_energy(), REF_stress=atoms.get_stress(),
+                          split="valid" if k % 5 == 0 else "train")
+        atoms.arrays["REF_forces"] = atoms.get_forces()
+        atoms.calc = None
+        frames.append(atoms)
+    write(tmp_path / "cu.extxyz", frames)
+    result = train(make_config(tmp_path / "cu.extxyz", tmp_path / "cu", epochs=2, batch_size=2), progress=False)
+    metrics = result.summary["last_metrics"]
+    assert metrics["val_stress_mae"] > 0 and np.isfinite(metrics["val_loss"])

@@ -4,8 +4,14 @@
 ``train`` (and ``.module``, ``.callbacks``) need PyTorch Lightning (``pip install 'muse-ff[train]'``).
 """
 
-from muse_ff.training.config import DataConfig, LossWeights, TrainConfig, TrainingConfig, load_train_config, \
-    parse_train_config
+from muse_ff.training.config import (
+           DataConfig,
+           LossWeights,
+           TrainConfig,
+           TrainingConfig,
+           load_train_config,
+           parse_train_config,
+)
 from muse_ff.training.reference import ReferenceFit, fit_reference
 from muse_ff.training.run import TrainResult, train
 
