@@ -1,0 +1,248 @@
+"""What the three benchmarks share: sizes, training plain and MuSE the same way, thread control, reports.
+
+Every benchmark trains the two contestants of :data:`MODELS` through :func:`train_pair`: the same data,
+backbone (features, layers, radial basis), epochs, loss weights and seed; the only difference is the
+coarse levels. Results go to ``OUT/results.json`` and ``OUT/table.md`` and are printed as rich tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ase import Atoms
+from rich.console import Console
+from rich.table import Table
+
+from muse_ff.io.serialization import atomic_write
+
+#: two coarse levels with the library defaults (ratio 8, cutoffs 10 and 20 Å): the 20 Å top cutoff covers
+#: every distance in the benchmarks (a molecule 12 Å above the flake edge is ~16 Å from its far atoms)
+MUSE_LEVELS: list[dict] = [{}, {}]
+#: the contestants: identical except for ``levels``
+MODELS: dict[str, list[dict]] = {"PaiNN": [], "MuSE(PaiNN)": MUSE_LEVELS}
+MODES = ("quick", "default", "full")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training budget shared by both models of a benchmark.
+
+    features/layers/num_basis: PaiNN size; epochs, batch_size, lr: AdamW with a cosine schedule;
+    energy_weight/forces_weight: loss weights (energy MSE per atom, eV/atom; forces eV/Å);
+    max_train: at most this many training frames (None: all); dtype: model precision.
+    """
+
+    features: int = 32
+    layers: int = 2
+    num_basis: int = 12
+    epochs: int = 40
+    batch_size: int = 8
+    lr: float = 3e-3
+    energy_weight: float = 100.0
+    forces_weight: float = 1.0
+    max_train: int | None = None
+    max_valid: int | None = None
+    dtype: str = "float32"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def scaled(self, **changes) -> "Budget":
+        return replace(self, **changes)
+
+
+def model_config(budget: Budget, levels: list[dict]) -> dict:
+    backbone = {"name": "painn", "features": budget.features, "layers": budget.layers,
+                "num_basis": budget.num_basis}
+    return {"backbone": backbone, "cutoff": 5.0, "levels": levels, "dtype": budget.dtype}
+
+
+def training_config(budget: Budget, output_dir: Path) -> dict:
+    return {"epochs": budget.epochs, "batch_size": budget.batch_size, "lr": budget.lr, "schedule": "cosine",
+            "min_lr": budget.lr / 100, "loss": {"energy": budget.energy_weight, "forces": budget.forces_weight},
+            "ema_decay": 0.98, "patience": None, "checkpoint_every": max(1, budget.epochs // 4),
+            "seed": budget.seed, "output_dir": str(output_dir)}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run torch on ``threads`` intra-op threads (one is fastest for these small graphs on a busy CPU)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _write_plain(path: Path, frames: Sequence[Atoms]) -> Path:
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = []
+    for a in frames:
+        b = a.copy()
+        b.info = {k: v for k, v in a.info.items() if k in ("REF_energy", "frame_id", "split")}
+        b.arrays = {k: v for k, v in a.arrays.items() if k in ("numbers", "positions", "REF_forces")}
+        clean.append(b)
+    write(str(path), clean, format="extxyz")
+    return path
+
+
+@dataclass
+class Trained:
+    """A trained contestant: its saved model, training wall time (s) and parameter count."""
+
+    name: str
+    path: Path
+    train_time_s: float
+    params: int
+    summary: dict
+
+
+def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out: Path, budget: Budget,
+               progress: bool = False, retrain: bool = False, console: Console | None = None) -> dict[str, Trained]:
+    """Train every model of :data:`MODELS` on the same frames with the same ``budget``.
+
+    The frames are written once to ``out/data/{train,valid}.extxyz`` (plain text: fast to read). A model
+    already trained in ``out/<name>/`` with the same configuration is reused unless ``retrain``.
+    """
+    from muse_ff.training import train
+
+    console = console or Console()
+    train_frames = list(train_frames)[: budget.max_train]
+    valid_frames = list(valid_frames)[: budget.max_valid]
+    data = {"train": str(_write_plain(out / "data" / "train.extxyz", train_frames)),
+            "valid": str(_write_plain(out / "data" / "valid.extxyz", valid_frames))}
+    trained = {}
+    for name, levels in MODELS.items():
+        folder = out / slug(name)
+        config = {"model": model_config(budget, levels), "data": data, "training": training_config(budget, folder)}
+        summary = _reusable(folder, config) if not retrain else None
+        if summary is None:
+            console.rule(f"training {name}: {len(train_frames)} frames, {budget.epochs} epochs")
+            summary = train(config, progress=progress).summary
+            (folder / "bench-config.json").write_text(json.dumps(config, sort_keys=True))
+        else:
+            console.print(f"reusing trained {name} in {folder} (--retrain to train again)")
+        trained[name] = Trained(name, folder / "model.pt", float(summary.get("train_time_s", 0.0)),
+                                int(summary.get("params", _count_params(folder / "model.pt"))), summary)
+    return trained
+
+
+def _reusable(folder: Path, config: dict) -> dict | None:
+    stamp, summary = folder / "bench-config.json", folder / "summary.json"
+    if not (stamp.is_file() and summary.is_file() and (folder / "model.pt").is_file()):
+        return None
+    if json.loads(stamp.read_text()) != json.loads(json.dumps(config, sort_keys=True)):
+        return None
+    return json.loads(summary.read_text())
+
+
+def _count_params(path: Path) -> int:
+    from muse_ff.io.serialization import load_model
+
+    return sum(p.numel() for p in load_model(path).parameters())
+
+
+def slug(name: str) -> str:
+    return name.replace("(", "_").replace(")", "").replace(" ", "_").lower()
+
+
+def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    return f"**{title}**\n\n" + head + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows)
+
+
+def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> Table:
+    table = Table(title=title)
+    for k, col in enumerate(columns):
+        table.add_column(col, justify="left" if k == 0 else "right", no_wrap=k == 0)
+    for r in rows:
+        table.add_row(*map(str, r))
+    return table
+
+
+def fmt(x, digits: int = 1) -> str:
+    """A number for a table ('-' for None/NaN)."""
+    if x is None or (isinstance(x, float) and x != x):
+        return "-"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+@dataclass
+class Report:
+    """Tables (title, columns, rows), plots and raw results of one benchmark run."""
+
+    name: str
+    mode: str
+    tables: list[tuple[str, list[str], list[list]]] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def add_table(self, title: str, columns: list[str], rows: list[list]) -> None:
+        self.tables.append((title, list(columns), [list(r) for r in rows]))
+
+    def write(self, out: Path, console: Console | None = None) -> dict:
+        """Print the tables, write ``table.md`` and ``results.json``; returns the JSON content."""
+        console = console or Console()
+        elapsed = time.perf_counter() - self.started
+        for title, cols, rows in self.tables:
+            console.print(rich_table(title, cols, rows))
+        md = f"# muse bench {self.name} ({self.mode}), {elapsed:.0f} s\n\n"
+        md += "\n".join(markdown_table(t, c, r) for t, c, r in self.tables)
+        md += "".join(f"\n![{Path(p).stem}]({Path(p).name})\n" for p in self.plots)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(md))
+        content = {"benchmark": self.name, "mode": self.mode, "total_time_s": round(elapsed, 1),
+                   "tables": [{"title": t, "columns": c, "rows": r} for t, c, r in self.tables],
+                   "plots": self.plots, "results": self.results}
+        atomic_write(out / "results.json",
+                     lambda tmp: Path(tmp).write_text(json.dumps(content, indent=1, default=_json_default)))
+        console.print(f"{self.name}: {out / 'table.md'}, {out / 'results.json'}, {len(self.plots)} plot(s); "
+                      f"{elapsed:.0f} s")
+        return content
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def pyplot():
+    from muse_ff.analysis.plots import _pyplot
+
+    return _pyplot()
+
+
+def trained_rows(trained: dict[str, Trained]) -> list[list]:
+    """Rows (model, params, train s, valid E MAE meV/atom, valid F MAE meV/Å) from training summaries."""
+    rows = []
+    for name, t in trained.items():
+        val = {k: v for k, v in t.summary.get("last_metrics", {}).items() if k.startswith("val")}
+        rows.append([name, t.params, fmt(t.train_time_s, 0), fmt(_get(val, "energy_mae"), 2),
+                     fmt(_get(val, "forces_mae"), 1)])
+    return rows
+
+
+def _get(d: dict, key: str):
+    for k, v in d.items():
+        if k.endswith(key) and isinstance(v, (int, float)):
+            return float(v)
+    return None
