@@ -16,16 +16,26 @@ def _painn(in_features: int, cutoff: float, vector_in_features: int = 0, **hpara
     return PaiNN(in_features, cutoff=cutoff, vector_in_features=vector_in_features, **hparams)
 
 
+def _so3krates(in_features: int, cutoff: float, vector_in_features: int = 0, **hparams) -> Backbone:
+    from muse_ff.nn.backbones.so3krates import SO3krates
+
+    return SO3krates(in_features, cutoff=cutoff, vector_in_features=vector_in_features, **hparams)
+
+
 #: backbone name -> factory
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "painn": _painn,
+    "so3krates": _so3krates,
 }
 
 __all__ = ["BACKBONES", "Backbone", "BackboneOutput", "PaiNN"]
 
 
 #: backbone name -> class (for hyper-parameter introspection)
-_CLASSES: dict[str, str] = {"painn": "muse_ff.nn.backbones.painn:PaiNN"}
+_CLASSES: dict[str, str] = {
+    "painn": "muse_ff.nn.backbones.painn:PaiNN",
+    "so3krates": "muse_ff.nn.backbones.so3krates:SO3krates",
+}
 
 
 def backbone_class(name: str) -> type:
