@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # user errors: clear message, no traceback
         print(f"muse {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:  # an optional extra is missing: say which
+        print(f"muse {args.command}: error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -98,9 +98,11 @@ def _candidate_pairs(graph, fine_pos, fine_batch, fine_comp, anchors, home, reac
     home_np = home.cpu().numpy()
     i, j, s, d = _reach_pairs(graph, fine_pos, fine_batch, reach, fine_edges)
     keep = (coarse_of[j] >= 0) & ((comp[i] == comp[j]) | (not same_component))
-    out_i, out_c, out_s, out_d = [i[keep], anchors_np], [coarse_of[j[keep]], coarse_of[anchors_np]], \
-        [s[keep], np.zeros((len(anchors_np), 3), dtype=np.int64)], [d[keep], np.zeros(len(anchors_np))]
-    pi, pc, ps, pd = (np.concatenate(x) for x in (out_i, out_c, out_s, out_d))
+    # anchors within reach, plus every anchor node's pair with its own coarse node (distance 0)
+    pi = np.concatenate([i[keep], anchors_np])
+    pc = np.concatenate([coarse_of[j[keep]], coarse_of[anchors_np]])
+    ps = np.concatenate([s[keep], np.zeros((len(anchors_np), 3), dtype=np.int64)])
+    pd = np.concatenate([d[keep], np.zeros(len(anchors_np))])
     is_home = pc == home_np[pi]
     # keep exactly one home pair per fine node (its nearest image); add it when it is out of reach,
     # which only free (non-periodic) structures allow
