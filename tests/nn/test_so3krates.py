@@ -20,7 +20,7 @@ def _unit_vectors(n: int, seed: int) -> torch.Tensor:
 
 
 def _blocks(y: torch.Tensor, degrees) -> list[torch.Tensor]:
-    return list(y.split([2 * l + 1 for l in degrees], dim=-1))
+    return list(y.split([2 * deg + 1 for deg in degrees], dim=-1))
 
 
 def wigner_matrices(rot: torch.Tensor, degrees) -> list[torch.Tensor]:
@@ -51,15 +51,15 @@ def test_spherical_harmonics_orthonormal_on_sphere():
 def test_spherical_harmonics_addition_theorem():
     """Component normalisation: sum_m Y_lm(u)^2 = 2l + 1 for every unit vector."""
     y = spherical_harmonics(_unit_vectors(100, 0), DEGREES)
-    for l, block in zip(DEGREES, _blocks(y, DEGREES)):
-        torch.testing.assert_close((block**2).sum(-1), torch.full((100,), 2.0 * l + 1, dtype=torch.float64))
+    for deg, block in zip(DEGREES, _blocks(y, DEGREES)):
+        torch.testing.assert_close((block**2).sum(-1), torch.full((100,), 2.0 * deg + 1, dtype=torch.float64))
 
 
 def test_spherical_harmonics_rotate_with_orthogonal_wigner_matrices():
     rot = torch.tensor(random_rotation(3))
     mats = wigner_matrices(rot, DEGREES)
-    for l, d in zip(DEGREES, mats):
-        torch.testing.assert_close(d @ d.T, torch.eye(2 * l + 1, dtype=torch.float64), atol=1e-12, rtol=0)
+    for deg, d in zip(DEGREES, mats):
+        torch.testing.assert_close(d @ d.T, torch.eye(2 * deg + 1, dtype=torch.float64), atol=1e-12, rtol=0)
         assert abs(torch.linalg.det(d) - 1.0) < 1e-12
     perm = [1, 2, 0]  # degree 1 is (y, z, x): D_1 is R with rows and columns permuted
     torch.testing.assert_close(mats[0], rot[perm][:, perm], atol=1e-12, rtol=0)

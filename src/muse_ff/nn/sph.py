@@ -34,17 +34,17 @@ _C3M1 = math.sqrt(42.0) / 4.0  # sqrt(4 pi) * sqrt(21 / 2 pi) / 4
 _C30 = math.sqrt(7.0) / 2.0  # sqrt(4 pi) * sqrt(7 / pi) / 4
 
 
-def _degree(l: int, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
-    if l == 1:
+def _degree(deg: int, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> list[torch.Tensor]:
+    if deg == 1:
         return [_S3 * y, _S3 * z, _S3 * x]
-    if l == 2:
+    if deg == 2:
         return [_S15 * x * y, _S15 * y * z, 0.5 * _S5 * (3.0 * z * z - 1.0), _S15 * x * z,
                 0.5 * _S15 * (x * x - y * y)]
-    if l == 3:
+    if deg == 3:
         z2 = 5.0 * z * z - 1.0
         return [_C3M3 * y * (3.0 * x * x - y * y), _C3M2 * x * y * z, _C3M1 * y * z2, _C30 * z * (z2 - 2.0),
                 _C3M1 * x * z2, 0.5 * _C3M2 * z * (x * x - y * y), _C3M3 * x * (x * x - 3.0 * y * y)]
-    raise ValueError(f"spherical harmonics are implemented for degrees 1..{MAX_DEGREE}, got {l}")
+    raise ValueError(f"spherical harmonics are implemented for degrees 1..{MAX_DEGREE}, got {deg}")
 
 
 def check_degrees(degrees: Sequence[int]) -> list[int]:
@@ -67,21 +67,21 @@ def spherical_harmonics(unit: torch.Tensor, degrees: Sequence[int]) -> torch.Ten
         [..., M] with M = sum(2l + 1), blocks in the order of ``degrees``, m = -l..l inside each block.
     """
     x, y, z = unit.unbind(-1)
-    return torch.stack([c for l in degrees for c in _degree(l, x, y, z)], dim=-1)
+    return torch.stack([c for deg in degrees for c in _degree(deg, x, y, z)], dim=-1)
 
 
 def degree_index(degrees: Sequence[int]) -> torch.Tensor:
     """[M] int64: position in ``degrees`` of the degree each coordinate belongs to (for segment sums)."""
-    return torch.tensor([k for k, l in enumerate(degrees) for _ in range(2 * l + 1)], dtype=torch.int64)
+    return torch.tensor([k for k, deg in enumerate(degrees) for _ in range(2 * deg + 1)], dtype=torch.int64)
 
 
 def l1_slice(degrees: Sequence[int]) -> slice | None:
     """Where the l = 1 block sits among the M coordinates, or ``None`` if 1 is not among ``degrees``."""
     start = 0
-    for l in degrees:
-        if l == 1:
+    for deg in degrees:
+        if deg == 1:
             return slice(start, start + 3)
-        start += 2 * l + 1
+        start += 2 * deg + 1
     return None
 
 

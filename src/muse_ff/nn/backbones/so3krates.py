@@ -83,8 +83,8 @@ class EuclideanAttention(nn.Module):
         self.radial2 = _mlp(num_basis, features, features)
         self.sph1 = _mlp(n_deg, max(features // 4, 1), features)
         self.sph2 = _mlp(n_deg, max(features // 4, 1), features)
-        self.q1, self.k1, self.v1 = _HeadLinear(heads, self.d1), _HeadLinear(heads, self.d1), _HeadLinear(heads, self.d1)
-        self.q2, self.k2 = _HeadLinear(n_deg, self.d2), _HeadLinear(n_deg, self.d2)
+        self.q1, self.k1, self.v1 = (_HeadLinear(heads, self.d1) for _ in range(3))
+        self.q2, self.k2 = (_HeadLinear(n_deg, self.d2) for _ in range(2))
 
     def forward(self, x, chi, edge_index, rbf, ylm, cut):
         i, j = edge_index
@@ -180,7 +180,7 @@ class SO3krates(Backbone):
         self.out_features = self.features = int(features)
         self.vector_features = 1 if self.l1 is not None else 0
         self.degrees = degs
-        self.num_sph = sum(2 * l + 1 for l in degs)
+        self.num_sph = sum(2 * deg + 1 for deg in degs)
         deg = _Degrees(degs)
         self.embed = nn.Linear(in_features, features)
         self.vector_embed = nn.Linear(vector_in_features, 1, bias=False) if vector_in_features else None
