@@ -16,6 +16,12 @@ def _painn(in_features: int, cutoff: float, vector_in_features: int = 0, **hpara
     return PaiNN(in_features, cutoff=cutoff, vector_in_features=vector_in_features, **hparams)
 
 
+def _mace(in_features: int, cutoff: float, vector_in_features: int = 0, **hparams) -> Backbone:
+    from muse_ff.nn.backbones.mace import MACE  # imports mace-torch itself only when built
+
+    return MACE(in_features, cutoff=cutoff, vector_in_features=vector_in_features, **hparams)
+
+
 def _so3krates(in_features: int, cutoff: float, vector_in_features: int = 0, **hparams) -> Backbone:
     from muse_ff.nn.backbones.so3krates import SO3krates
 
@@ -25,6 +31,7 @@ def _so3krates(in_features: int, cutoff: float, vector_in_features: int = 0, **h
 #: backbone name -> factory
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "painn": _painn,
+    "mace": _mace,
     "so3krates": _so3krates,
 }
 
@@ -34,6 +41,7 @@ __all__ = ["BACKBONES", "Backbone", "BackboneOutput", "PaiNN"]
 #: backbone name -> class (for hyper-parameter introspection)
 _CLASSES: dict[str, str] = {
     "painn": "muse_ff.nn.backbones.painn:PaiNN",
+    "mace": "muse_ff.nn.backbones.mace:MACE",
     "so3krates": "muse_ff.nn.backbones.so3krates:SO3krates",
 }
 
