@@ -28,7 +28,7 @@ else:
 from ase import Atoms  # noqa: E402
 from ase.build import molecule  # noqa: E402
 
-from muse_ff import ModelFileError, MuSECalculator, build_model, load_model, save_model  # noqa: E402
+from muse_ff import MuSECalculator, build_model, load_model, save_model  # noqa: E402
 from muse_ff.io.serialization import FORMAT  # noqa: E402
 from muse_ff.testing.conformance import ModelConformance, random_rotation  # noqa: E402
 
@@ -171,8 +171,8 @@ def test_training_md_and_hessian_with_a_mace_backbone(tmp_path):
     write(tmp_path / "d.extxyz", frames)
     cfg = {"model": {"backbone": SMALL_MACE, "cutoff": 4.0, "levels": [{}]},
            "data": {"train": str(tmp_path / "d.extxyz"), "valid_fraction": 0.25},
-           "training": {"epochs": 2, "batch_size": 6, "lr": 5e-3, "ema_decay": None, "output_dir": str(tmp_path / "run"),
-                        "schedule": "constant", "checkpoint_every": 1}}
+           "training": {"epochs": 2, "batch_size": 6, "lr": 5e-3, "ema_decay": None, "schedule": "constant",
+                        "checkpoint_every": 1, "output_dir": str(tmp_path / "run")}}
     result = train(cfg, progress=False)
     assert np.isfinite(result.summary["last_metrics"]["val_loss"])
     model = load_model(result.model_path)

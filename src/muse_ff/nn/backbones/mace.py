@@ -74,7 +74,7 @@ def _building(dtype: torch.dtype):
 
 def _hidden_irreps(o3, channels: int, max_L: int):
     """mace-torch's convention: ``channels`` x each l <= max_L with parity (-1)^l (0e + 1o + 2e ...)."""
-    return o3.Irreps("+".join(f"{channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_L + 1)))
+    return o3.Irreps("+".join(f"{channels}x{ell}{'e' if ell % 2 == 0 else 'o'}" for ell in range(max_L + 1)))
 
 
 class MACE(Backbone):
