@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from muse_ff.config import ConfigError
 from muse_ff.nn.backbones.so3krates import SO3krates
+from muse_ff.nn.model import build_model
 from muse_ff.nn.sph import cartesian_to_l1, l1_to_cartesian, spherical_harmonics
 from muse_ff.testing.conformance import ModelConformance, random_rotation
 
@@ -126,6 +128,17 @@ def test_raises_if_degrees_invalid():
         SO3krates(4, features=16, heads=4, degrees=[1, 4])
     with pytest.raises(ValueError, match="degree 1"):
         SO3krates(4, features=16, heads=4, degrees=[2], vector_in_features=3)
+
+
+def test_config_raises_if_hyper_parameter_unknown():
+    with pytest.raises(ConfigError, match="unknown hyper-parameter 'feature' for backbone 'so3krates'"):
+        build_model({"backbone": {"name": "so3krates", "feature": 16}})
+
+
+def test_config_builds_published_defaults():
+    model = build_model({"backbone": {"name": "so3krates"}, "species": [1, 6]})
+    bb = model.backbone
+    assert (bb.out_features, bb.degrees, len(bb.layers), bb.cutoff, bb.vector_features) == (132, [1, 2, 3], 3, 5.0, 1)
 
 
 class TestSO3krates(ModelConformance):
