@@ -1,0 +1,28 @@
+"""The benchmarks' small metrics: curve minima, Jensen-Shannon divergence, frequency errors."""
+
+import numpy as np
+import pytest
+
+from muse_ff.bench.folding import jensen_shannon
+from muse_ff.bench.graphene import curve_metrics
+from muse_ff.bench.hessian import frequency_errors
+
+
+def test_curve_metrics_finds_parabolic_minimum_and_splits_errors_at_cutoff():
+    h = np.array([3.0, 3.2, 3.4, 3.6, 6.0, 8.0])
+    ref = 0.5 * (h - 3.3) ** 2 - 0.4
+    m = curve_metrics(h, ref + 0.01 * (h >= 5), ref)
+    assert m["h_min"] == pytest.approx(3.3) and m["depth"] == pytest.approx(-400.0)
+    assert m["mae_inside"] == pytest.approx(0.0) and m["mae_beyond"] == pytest.approx(10.0)
+
+
+def test_jensen_shannon_is_zero_for_identical_and_one_for_disjoint_samples():
+    x = np.linspace(0.0, 1.0, 50)
+    assert jensen_shannon(x, x, 0.0, 4.0) == pytest.approx(0.0)
+    assert jensen_shannon(x, x + 2.0, 0.0, 4.0) == pytest.approx(1.0)
+
+
+def test_frequency_errors_pair_sorted_modes_and_count_low_and_imaginary():
+    e = frequency_errors(np.array([-10.0, 110.0, 1000.0]), np.array([1010.0, 100.0, 20.0]))
+    assert e["mae_all"] == pytest.approx(50.0 / 3)
+    assert e["n_low"] == 2 and e["mae_low"] == pytest.approx(20.0) and e["n_imaginary"] == 1
