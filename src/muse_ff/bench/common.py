@@ -34,7 +34,8 @@ class Budget:
 
     features/layers/num_basis: PaiNN size; epochs, batch_size, lr: AdamW with a cosine schedule;
     energy_weight/forces_weight: loss weights (energy MSE per atom, eV/atom; forces eV/Å);
-    max_train: at most this many training frames (None: all); dtype: model precision.
+    train_stride: train on every ``train_stride``-th training frame; max_train/max_valid: at most this many
+    training/validation frames (None: all); dtype: model precision.
     """
 
     features: int = 32
@@ -45,6 +46,7 @@ class Budget:
     lr: float = 3e-3
     energy_weight: float = 100.0
     forces_weight: float = 1.0
+    train_stride: int = 1
     max_train: int | None = None
     max_valid: int | None = None
     dtype: str = "float32"
@@ -116,7 +118,7 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
     from muse_ff.training import train
 
     console = console or Console()
-    train_frames = list(train_frames)[: budget.max_train]
+    train_frames = list(train_frames)[:: budget.train_stride][: budget.max_train]
     valid_frames = list(valid_frames)[: budget.max_valid]
     data = {"train": str(_write_plain(out / "data" / "train.extxyz", train_frames)),
             "valid": str(_write_plain(out / "data" / "valid.extxyz", valid_frames))}

@@ -42,7 +42,8 @@ class MDBudget:
 BUDGETS = {
     "quick": (Budget(features=8, layers=1, num_basis=6, epochs=2, batch_size=4, max_train=12, max_valid=4),
               MDBudget(steps=20, interval=5)),
-    "default": (Budget(features=32, layers=2, num_basis=12, epochs=30, batch_size=4), MDBudget(3000, 20)),
+    "default": (Budget(features=32, layers=2, num_basis=12, epochs=20, batch_size=4, train_stride=2),
+                MDBudget(1000, 10)),
     "full": (Budget(features=64, layers=3, num_basis=16, epochs=300, batch_size=4), MDBudget(100_000, 300)),
 }
 
