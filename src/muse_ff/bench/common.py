@@ -113,7 +113,8 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
     """Train every model of :data:`MODELS` on the same frames with the same ``budget``.
 
     The frames are written once to ``out/data/{train,valid}.extxyz`` (plain text: fast to read). A model
-    already trained in ``out/<name>/`` with the same configuration is reused unless ``retrain``.
+    already trained in ``out/<name>/`` with the same configuration on the same frames (a hash of species,
+    positions and energies) is reused unless ``retrain``.
     """
     from muse_ff.training import train
 
@@ -122,15 +123,17 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
     valid_frames = list(valid_frames)[: budget.max_valid]
     data = {"train": str(_write_plain(out / "data" / "train.extxyz", train_frames)),
             "valid": str(_write_plain(out / "data" / "valid.extxyz", valid_frames))}
+    fingerprint = _fingerprint(train_frames, valid_frames)
     trained = {}
     for name, levels in MODELS.items():
         folder = out / slug(name)
         config = {"model": model_config(budget, levels), "data": data, "training": training_config(budget, folder)}
-        summary = _reusable(folder, config) if not retrain else None
+        stamp = {"config": config, "data": fingerprint}
+        summary = _reusable(folder, stamp) if not retrain else None
         if summary is None:
             console.rule(f"training {name}: {len(train_frames)} frames, {budget.epochs} epochs")
             summary = train(config, progress=progress).summary
-            (folder / "bench-config.json").write_text(json.dumps(config, sort_keys=True))
+            (folder / "bench-config.json").write_text(json.dumps(stamp, sort_keys=True))
         else:
             console.print(f"reusing trained {name} in {folder} (--retrain to train again)")
         trained[name] = Trained(name, folder / "model.pt", float(summary.get("train_time_s", 0.0)),
@@ -138,11 +141,27 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
     return trained
 
 
-def _reusable(folder: Path, config: dict) -> dict | None:
-    stamp, summary = folder / "bench-config.json", folder / "summary.json"
-    if not (stamp.is_file() and summary.is_file() and (folder / "model.pt").is_file()):
+def _fingerprint(*frame_lists: Sequence[Atoms]) -> str:
+    """A hash of the frames' species, positions and energies: a reused model must have seen the same data."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for frames in frame_lists:
+        h.update(str(len(frames)).encode())
+        for a in frames:
+            h.update(a.numbers.tobytes())
+            h.update(np.round(a.positions, 6).tobytes())
+            h.update(repr(a.info.get("REF_energy")).encode())
+    return h.hexdigest()[:16]
+
+
+def _reusable(folder: Path, stamp: dict) -> dict | None:
+    stamp_file, summary = folder / "bench-config.json", folder / "summary.json"
+    if not (stamp_file.is_file() and summary.is_file() and (folder / "model.pt").is_file()):
         return None
-    if json.loads(stamp.read_text()) != json.loads(json.dumps(config, sort_keys=True)):
+    if json.loads(stamp_file.read_text()) != json.loads(json.dumps(stamp, sort_keys=True)):
         return None
     return json.loads(summary.read_text())
 
