@@ -23,7 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default="data", help="the datasets' folder (default: ./data)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: fastest for "
                         "these graphs on a busy CPU)")
-    parser.add_argument("--device", default="cpu", help="torch device for training-free evaluation and MD")
     parser.add_argument("--retrain", action="store_true", help="train again even if OUTPUT_DIR holds models "
                         "trained with the same configuration")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
