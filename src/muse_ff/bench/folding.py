@@ -235,6 +235,13 @@ def plot(runs: dict, reference: dict[str, np.ndarray], path: Path) -> Path:
     return path
 
 
+def _md_device(mode: str) -> str:
+    """``cuda`` for ``--full`` runs on a GPU machine, else ``cpu``."""
+    import torch
+
+    return "cuda" if mode == "full" and torch.cuda.is_available() else "cpu"
+
+
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
         retrain: bool = False, console: Console | None = None) -> dict:
     """Train both models on the teacher's MD frames, run MD from both starts, compare observables."""
@@ -249,7 +256,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     split = {s: [a for a in frames if a.info["split"] == s] for s in ("train", "valid")}
     trained = train_pair(split["train"], split["valid"], out, budget, progress, retrain, console)
     calculators = {"teacher": lambda: teacher_calculator(top)}
-    calculators.update({name: (lambda p=t.path: MuSECalculator(p)) for name, t in trained.items()})
+    device = _md_device(mode)
+    calculators.update({name: (lambda p=t.path: MuSECalculator(p, device=device)) for name, t in trained.items()})
     runs = simulate_all(calculators, starts(frames, top), md, out, top, console)
     reference = teacher_reference(folder)
     rows, comparisons = result_rows(runs, reference)
