@@ -10,6 +10,7 @@ size and the scaling exponents fitted to log(time) vs log(N).
     python benchmarks/speed.py                       # periodic water, 1k .. 50k atoms (2-core machine)
     python benchmarks/speed.py --system graphite --sizes 1000 8000
     python benchmarks/speed.py --anchors spatial-fps  # first coarse level merges molecules spatially
+    python benchmarks/speed.py --backbone mace        # MACE (mace-torch) instead of PaiNN
     python benchmarks/speed.py --json out.json
 """
 
@@ -25,6 +26,12 @@ import numpy as np
 
 SIZES = [1000, 3000, 10000, 30000, 50000]
 BACKBONE = {"name": "painn", "features": 32, "layers": 2, "num_basis": 8}
+#: --backbone choices: display name and ``model.backbone`` config (MACE: mace-torch defaults, 32 channels)
+BACKBONE_CHOICES = {
+    "painn": ("PaiNN", BACKBONE),
+    "mace": ("MACE", {"name": "mace", "num_channels": 32, "max_L": 1, "max_ell": 3, "correlation": 3,
+                      "num_interactions": 2, "num_radial_basis": 8}),
+}
 
 
 def water_box(n_atoms: int, seed: int = 0):
@@ -76,7 +83,8 @@ def _reset_hwm() -> None:
         pass
 
 
-def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchors: str) -> dict:
+def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchors: str,
+            backbone: str = "painn") -> dict:
     """One measurement in this process (called in a subprocess)."""
     import torch
 
@@ -88,7 +96,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     torch.manual_seed(0)
     atoms = SYSTEMS[system](n)
     level_cfg = [{"anchors": anchors}] + [{}] * (levels - 1) if levels else []
-    model = build_model({"backbone": BACKBONE, "levels": level_cfg}).eval()
+    model = build_model({"backbone": BACKBONE_CHOICES[backbone][1], "levels": level_cfg}).eval()
     t0 = time.perf_counter()
     graph = frame_graph(atoms, model.cutoff, keys=None)
     t_nl = time.perf_counter() - t0
@@ -106,14 +114,15 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
         times.append(time.perf_counter() - t0)
         del out
     coarse = [int(a.numel()) for a in graph.anchors]
-    return {"system": system, "atoms": len(atoms), "levels": levels, "edges": int(graph.edge_index.shape[1]),
-            "coarse_nodes": coarse, "t_neighbors_s": t_nl, "t_anchors_s": t_anchor,
+    return {"system": system, "backbone": backbone, "atoms": len(atoms), "levels": levels,
+            "edges": int(graph.edge_index.shape[1]), "coarse_nodes": coarse, "t_neighbors_s": t_nl,
+            "t_anchors_s": t_anchor,
             "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _status_mb("VmHWM") - base}
 
 
 def _spawn(args, n: int, levels: int) -> dict:
     cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
-           str(args.threads), args.anchors]
+           str(args.threads), args.anchors, args.backbone]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -133,12 +142,14 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per model and size (fastest kept)")
     p.add_argument("--anchors", choices=["bond-fps", "spatial-fps"], default="bond-fps",
                    help="anchor kind of the first coarse level (the second uses its default, spatial-fps)")
+    p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default="painn",
+                   help="backbone of both models (mace needs mace-torch: pip install 'muse-ff[mace]')")
     p.add_argument("--json", help="write all rows to this file")
-    p.add_argument("--one", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=7, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        system, n, levels, repeats, threads, anchors = args.one
-        print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors)))
+        system, n, levels, repeats, threads, anchors, backbone = args.one
+        print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone)))
         return 0
     rows = []
     print(f"{'model':<12}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
@@ -154,7 +165,8 @@ def main(argv=None) -> int:
             r = min(runs[levels], key=lambda x: x["t_energy_forces_s"])
             r["peak_extra_mb"] = min(x["peak_extra_mb"] for x in runs[levels])
             rows.append(r)
-            name = "PaiNN" if levels == 0 else "MuSE(PaiNN)"
+            label = BACKBONE_CHOICES[args.backbone][0]
+            name = label if levels == 0 else f"MuSE({label})"
             print(f"{name:<12}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}{r['t_neighbors_s']:>9.2f}"
                   f"{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}{r['peak_extra_mb']:>9.0f}", flush=True)
     plain = [r for r in rows if r["levels"] == 0]

@@ -174,13 +174,14 @@ class MACE(Backbone):
         vectors = -edge_vectors  # mace: r_receiver - r_sender
         lengths = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
         edge_attrs = self.spherical_harmonics(vectors)
-        edge_feats, cutoff = self.radial_embedding(lengths, node_features, mace_edges, None)
-        h = self._initial_features(node_features, node_vectors)
+        attrs = node_features * self.in_features**-0.5  # unit-variance entries -> about unit norm, like one-hot
+        edge_feats, cutoff = self.radial_embedding(lengths, attrs, mace_edges, None)
+        h = self._initial_features(attrs, node_vectors)
         scalars = []
         for interaction, product in zip(self.interactions, self.products):
-            h, sc = interaction(node_attrs=node_features, node_feats=h, edge_attrs=edge_attrs,
+            h, sc = interaction(node_attrs=attrs, node_feats=h, edge_attrs=edge_attrs,
                                 edge_feats=edge_feats, edge_index=mace_edges, cutoff=cutoff)
-            h = product(node_feats=h, sc=sc, node_attrs=node_features)
+            h = product(node_feats=h, sc=sc, node_attrs=attrs)
             scalars.append(h[:, : self.num_channels])
         vec = None
         if self.vector_features:
