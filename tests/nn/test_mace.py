@@ -108,6 +108,15 @@ def test_mace_raises_if_hyperparameters_invalid(bad, match):
         MACE(4, cutoff=4.0, **bad)
 
 
+def test_build_without_mace_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mace", None)  # as if mace-torch were not installed
+    from muse_ff.config import parse_model_config
+
+    parse_model_config({"backbone": {"name": "mace", "num_channels": 4}})  # validating needs no mace
+    with pytest.raises(ImportError, match=r"pip install 'muse-ff\[mace\]'"):
+        build_model({"backbone": {"name": "mace", "num_channels": 4}, "species": ["H"]})
+
+
 def test_config_rejects_unknown_mace_hyperparameter():
     from muse_ff.config import ConfigError
 
