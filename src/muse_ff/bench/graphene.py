@@ -154,6 +154,25 @@ SUMMARY_COLUMNS = ["model", "curve MAE <5 Å", "curve MAE ≥5 Å", "|Δ depth|"
                    "scan corrugation (teacher)", "F MAE test samples", "F MAE curves+scans"]
 
 
+STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s")}
+
+
+def _style(name: str) -> tuple[str, str]:
+    return STYLE.get(name, ("C2", "-d"))
+
+
+def _plot_scans(ax, results: dict[str, dict]) -> None:
+    first = next(iter(results.values()))
+    for key, s in first["scans"].items():
+        dotted = key.endswith("/periodic")
+        ax.plot(s["x"], s["ref"], "o" + (":" if dotted else "-"), color="black", ms=3)
+        for name, r in results.items():
+            color, style = _style(name)
+            ax.plot(s["x"], r["scans"][key]["pred"], style[-1] + (":" if dotted else "-"), color=color, ms=3)
+    ax.set_title("benzene lateral scans at 3.4 Å\n(solid: flake, dotted: periodic)", fontsize=9)
+    ax.set_xlabel("shift (Å)")
+
+
 def plot(results: dict[str, dict], path: Path) -> Path:
     """Binding curves over the flake (top: full, bottom: the tail beyond the cutoff) and the lateral scans."""
     plt = pyplot()
@@ -164,9 +183,10 @@ def plot(results: dict[str, dict], path: Path) -> Path:
     for j, key in enumerate(flake):
         c = first["curves"][key]
         for row, ax in enumerate(axes[:, j]):
-            ax.plot(c["x"], c["ref"], "k-o", ms=3, label="teacher (GFN1-xTB)")
+            ax.plot(c["x"], c["ref"], _style("teacher")[1], color="black", ms=3, label="teacher (GFN1-xTB)")
             for name, r in results.items():
-                ax.plot(c["x"], r["curves"][key]["pred"], "-s" if "MuSE" in name else "--^", ms=3, label=name)
+                color, style = _style(name)
+                ax.plot(c["x"], r["curves"][key]["pred"], style, color=color, ms=3, label=name)
             ax.axvline(CUTOFF, color="grey", lw=0.6, ls=":")
             if row == 1:
                 ax.set_xlim(4.8, 12.3)
@@ -175,14 +195,9 @@ def plot(results: dict[str, dict], path: Path) -> Path:
                 ax.set_xlabel("height (Å)")
         axes[0, j].set_title(key.replace("/", " over "))
         axes[0, j].set_ylabel("binding energy (meV)")
+    axes[1, 0].set_ylabel("tail beyond 5 Å (meV)")
     if first["scans"]:
-        ax = axes[0, -1]
-        for key, s in first["scans"].items():
-            ax.plot(s["x"], s["ref"], "k-o", ms=3)
-            for name, r in results.items():
-                ax.plot(s["x"], r["scans"][key]["pred"], "-s" if "MuSE" in name else "--^", ms=3)
-        ax.set_title("lateral scans at 3.4 Å")
-        ax.set_xlabel("shift (Å)")
+        _plot_scans(axes[0, -1], results)
         axes[1, -1].axis("off")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
