@@ -1,5 +1,8 @@
 """``muse bench folding``: chignolin MD with each trained model against the Amber14 + GBn2 teacher.
 
+Bonds to hydrogen are constrained in every run, as in the teacher's own MD (whose frames are the training
+data: they never sample X-H stretches, so no model has learned them).
+
 Both models train on the teacher's labelled MD frames (300/400/500 K, train/valid splits). Then every
 model, and the teacher itself through the same ASE protocol, runs Langevin MD at 300 K (the teacher's
 folding temperature) from the same folded (the minimised model hairpin) and unfolded (the dataset frame
@@ -80,11 +83,19 @@ def teacher_reference(folder: Path, temperature: float = TEMPERATURE) -> dict[st
 
 
 def starts(frames: list[Atoms], top: Topology) -> dict[str, Atoms]:
-    """Folded (the reference hairpin) and unfolded (the frame with the largest CA RMSD) starting structures."""
+    """Folded (the reference hairpin) and unfolded (the frame with the largest CA RMSD) starting structures.
+
+    Bonds to hydrogen are constrained (``FixBondLengths``), as in the teacher's MD (OpenMM ``HBonds``): the
+    training frames come from that MD, so they never sample X-H stretches and no model learns them.
+    """
+    from ase.constraints import FixBondLengths
+
     unfolded = max(frames, key=lambda a: a.info["rmsd_ca"])
     out = {"folded": top.reference.copy(), "unfolded": unfolded.copy()}
+    pairs = [tuple(b) for b in bonds(top.reference) if (top.reference.numbers[b] == 1).any()]
     for a in out.values():
         a.info, a.calc = {}, None
+        a.set_constraint(FixBondLengths(pairs))
         a.set_masses(np.where(a.numbers == 1, 3.0, a.get_masses()))  # heavier hydrogens, as the teacher's MD
         a.set_velocities(np.zeros((len(a), 3)))
     return out
@@ -272,8 +283,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     report.add_table("training (validation frames): E meV/atom, F meV/Å",
                      ["model", "params", "train s", "val E MAE", "val F MAE"], trained_rows(trained))
     report.add_table(f"chignolin Langevin MD at {TEMPERATURE:g} K, {md.steps} steps of {md.timestep:g} fs "
-                     f"(H 3 amu); JSD in bits vs the teacher's 100 ps reference; observables from the frames before a "
-                     "blow-up", COLUMNS, rows)
+                     f"(H 3 amu, X-H bonds constrained); JSD in bits vs the teacher's 100 ps reference; "
+                     "observables from the frames before a blow-up", COLUMNS, rows)
     report.add_table("MD cost", ["model", "ms per step"],
                      [[n, fmt(float(np.mean([r["ms_per_step"] for r in b.values()])), 1)] for n, b in runs.items()])
     report.plots.append(str(plot(runs, reference, out / "folding_observables.png")))
