@@ -117,7 +117,7 @@ def plot(minima: dict, per_model: dict[str, dict], path: Path) -> Path:
     spectra.update({n: np.sort(r[big]["frequencies"]) for n, r in per_model.items()})
     for k, (name, f) in enumerate(spectra.items()):
         f = f[f < 2 * LOW]
-        ax2.vlines(f, k, k + 0.8, color=f"C{k}" if k else "black", lw=1.0)
+        ax2.vlines(f, k, k + 0.8, color=f"C{k - 1}" if k else "black", lw=1.0)
     ax2.set_yticks(np.arange(len(spectra)) + 0.4, list(spectra))
     ax2.axvline(LOW, color="grey", ls=":", lw=0.8)
     ax2.set_xlabel("frequency (cm$^{-1}$)")
