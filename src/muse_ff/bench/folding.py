@@ -140,7 +140,8 @@ def run_one(start: Atoms, calculator, md: MDBudget, folder: Path, seed: int = 0)
     wall = time.perf_counter() - t0
     path = folder / "md.extxyz"
     frames = read(str(path), index=":") if path.is_file() and path.stat().st_size else []
-    return {"frames": frames, "error": error, "ms_per_step": 1000 * wall / md.steps}
+    steps_done = md.steps if error is None else max(1, len(frames) * md.interval)  # a blow-up ends the run
+    return {"frames": frames, "error": error, "ms_per_step": 1000 * wall / steps_done}
 
 
 def analyse(run: dict, top: Topology, bond_list: np.ndarray, md: MDBudget) -> dict:
