@@ -11,7 +11,10 @@ from torch import nn
 from muse_ff.nn.backbones.base import Backbone, BackboneOutput
 from muse_ff.nn.radial import BesselBasis
 
-_EPS = 1e-8  # inside sqrt(|v|^2 + eps): keeps norms C-infinity at v = 0 (Hessians)
+# inside sqrt(|v|^2 + eps). The norm is smooth at v = 0 for any eps > 0, but its curvature there is
+# 1/sqrt(eps): with 1e-8 a node whose vectors vanish by symmetry (the carbon of CH4, the coarse node at the
+# centre of a symmetric molecule) gets Hessian eigenvalues ~20x too large and MD that blows up.
+_EPS = 1e-2
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
