@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 import yaml
 
@@ -14,7 +13,6 @@ from muse_ff.cli.main import main
 from muse_ff.training import train
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(dimer_file, tmp_path, make_config):
     cfg = make_config(dimer_file, tmp_path / "killed", epochs=8, checkpoint_every=1, ema_decay=0.9,
                       shuffle=True)
