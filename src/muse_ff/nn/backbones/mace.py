@@ -8,7 +8,8 @@ classes (``mace.modules.blocks``); nothing of MACE is re-implemented here. What 
   the pooled features (plus the coarse mass) at coarse levels. MACE's node attributes enter every block
   linearly (the node embedding, the residual ``skip_tp``, the per-element weights of the symmetric
   contraction), so continuous vectors are valid: a one-hot vector gives back MACE's per-element weights,
-  a continuous one a linear mix of them;
+  a continuous one a linear mix of them. The symmetric contraction gets them scaled by 1/sqrt(in_features)
+  (its per-element weights assume a unit-norm one-hot selector; e3nn layers already normalise by fan-in);
 * **edge conventions**: MuSE's ``edge_index`` is (receiver i, sender j) and ``edge_vectors`` = r_j - r_i;
   mace-torch's is (sender, receiver) with vectors r_receiver - r_sender, so both are flipped;
 * **outputs**: ``scalars`` are the invariant (0e) channels of every interaction, concatenated (what MACE's
@@ -34,6 +35,7 @@ unsafe load), so :func:`import_mace` imports ``mace`` first.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from collections.abc import Sequence
 
@@ -142,6 +144,9 @@ class MACE(Backbone):
         q = o3.spherical_harmonics(1, torch.eye(3), normalize=True, normalization="component").T / 3**0.5
         self.register_buffer("cartesian_to_e3nn", q, persistent=False)  # derived from e3nn, not a weight
         target = (sh * C).sort()[0].simplify()
+        # 0.3.16 uses cuequivariance's reduced CG basis when that is installed (pinned off); 0.3.10 has no option
+        accepts = inspect.signature(blocks.EquivariantProductBasisBlock.__init__).parameters
+        product_kwargs = {"use_reduced_cg": False} if "use_reduced_cg" in accepts else {}
         self.interactions, self.products = nn.ModuleList(), nn.ModuleList()
         node_irreps = first_in
         for k in range(self.num_interactions):
@@ -154,7 +159,7 @@ class MACE(Backbone):
             self.interactions.append(inter)
             self.products.append(blocks.EquivariantProductBasisBlock(
                 node_feats_irreps=inter.target_irreps, target_irreps=out_irreps, correlation=correlation,
-                num_elements=self.in_features, use_sc="Residual" in cls.__name__, use_reduced_cg=False))
+                num_elements=self.in_features, use_sc="Residual" in cls.__name__, **product_kwargs))
             node_irreps = out_irreps
 
     def _initial_features(self, node_features, node_vectors):
@@ -174,14 +179,19 @@ class MACE(Backbone):
         vectors = -edge_vectors  # mace: r_receiver - r_sender
         lengths = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
         edge_attrs = self.spherical_harmonics(vectors)
-        attrs = node_features * self.in_features**-0.5  # unit-variance entries -> about unit norm, like one-hot
-        edge_feats, cutoff = self.radial_embedding(lengths, attrs, mace_edges, None)
+        # e3nn layers (node embedding, skip_tp) normalise by fan-in for unit-variance inputs: they get the features
+        # as they are; the symmetric contraction's per-element weights assume a one-hot (unit-norm) selector
+        attrs, selector = node_features, node_features * self.in_features**-0.5
+        # radial basis x polynomial cutoff (built with the cutoff applied to the features: 0.3.16 returns
+        # (features, None), 0.3.10 the features alone)
+        edge_feats = self.radial_embedding(lengths, attrs, mace_edges, None)
+        edge_feats = edge_feats[0] if isinstance(edge_feats, tuple) else edge_feats
         h = self._initial_features(attrs, node_vectors)
         scalars = []
         for interaction, product in zip(self.interactions, self.products):
             h, sc = interaction(node_attrs=attrs, node_feats=h, edge_attrs=edge_attrs,
-                                edge_feats=edge_feats, edge_index=mace_edges, cutoff=cutoff)
-            h = product(node_feats=h, sc=sc, node_attrs=attrs)
+                                edge_feats=edge_feats, edge_index=mace_edges)
+            h = product(node_feats=h, sc=sc, node_attrs=selector)
             scalars.append(h[:, : self.num_channels])
         vec = None
         if self.vector_features:
