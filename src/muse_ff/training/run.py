@@ -233,7 +233,7 @@ def train(config: dict | TrainConfig, *, resume: bool = False, devices: int | st
     with _quiet_lightning(resume):
         trainer = make_trainer(cfg, out, has_valid=valid_ds is not None, devices=devices, num_nodes=num_nodes,
                                accelerator=accelerator, progress=progress, strategy=strategy, callbacks=callbacks)
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)  # safe even with mace imported
     if not trainer.is_global_zero:
         return TrainResult(output_dir=out, model_path=None, is_main=False)
     return _finish(trainer, module, cfg, out, splits, fit, time.perf_counter() - start)
