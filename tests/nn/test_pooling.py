@@ -4,32 +4,15 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import graphene, molecule
+from ase.build import molecule
 
 from muse_ff import MuSECalculator, build_model
+from muse_ff.datasets.graphene import flake
 from muse_ff.nn.anchors import CoarseLevelError, select_frame_anchors
 from muse_ff.nn.pooling import AnchorReachError
 from muse_ff.physics import energy_and_derivatives, hessian_vector_product
 
 PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
-
-
-def flake(radius: float = 7.0) -> Atoms:
-    """A hydrogen-terminated graphene disk (C and H) in the xy plane, centred at the origin."""
-    sheet = graphene(a=2.46, size=(12, 12, 1), vacuum=None)
-    sheet.pbc = False
-    pos = sheet.positions - sheet.positions.mean(axis=0)
-    keep = np.linalg.norm(pos[:, :2], axis=1) < radius
-    c = pos[keep]
-    d = np.linalg.norm(c[:, None] - c[None], axis=-1)
-    h = []
-    for i in range(len(c)):
-        nb = np.flatnonzero((d[i] < 1.6) & (d[i] > 0))
-        if len(nb) == 2:  # edge carbon: one H along the outward bisector
-            out = 2 * c[i] - c[nb].sum(axis=0)
-            h.append(c[i] + 1.09 * out / np.linalg.norm(out))
-    keep_c = [i for i in range(len(c)) if ((d[i] < 1.6) & (d[i] > 0)).sum() >= 2]
-    return Atoms("C" * len(keep_c) + "H" * len(h), positions=np.vstack([c[keep_c], np.array(h)]))
 
 
 def benzene_at(x: float, height: float = 3.4) -> Atoms:
@@ -48,7 +31,7 @@ def _model(anchors="bond-fps", levels=2, seed=0):
 
 def test_weights_nonnegative_normalised_and_every_atom_assigned():
     model = _model()
-    atoms = flake() + benzene_at(0.0)
+    atoms = flake(7.0) + benzene_at(0.0)
     states = model.coarse_grain(model.graph_from_atoms(atoms))
     n_fine = len(atoms)
     for state in states:
@@ -62,7 +45,7 @@ def test_weights_nonnegative_normalised_and_every_atom_assigned():
 
 def test_bond_fps_keeps_assignments_inside_covalent_components():
     model = _model()
-    atoms = flake() + benzene_at(0.0)
+    atoms = flake(7.0) + benzene_at(0.0)
     graph = model.graph_from_atoms(atoms)
     state = model.coarse_grain(graph)[0]
     comp = graph.component
@@ -79,10 +62,11 @@ def test_small_molecule_is_one_coarse_node():
 
 
 def test_anchor_choice_is_invariant_to_atom_order_and_rotation():
-    atoms = flake()
+    atoms = flake(7.0)
     atoms.rattle(0.02, seed=0)
     pbc, cell = np.zeros(3, bool), np.zeros((3, 3))
-    _, anchors, _ = select_frame_anchors(atoms.positions, atoms.numbers, cell, pbc, [6.0, 4.0], ["bond-fps"] * 2, [5.0, 10.0])
+    _, anchors, _ = select_frame_anchors(atoms.positions, atoms.numbers, cell, pbc, [6.0, 4.0], ["bond-fps"] * 2,
+                                         [5.0, 10.0])
     perm = np.random.default_rng(0).permutation(len(atoms))
     _, anchors_p, _ = select_frame_anchors(atoms.positions[perm], atoms.numbers[perm], cell, pbc, [6.0, 4.0],
                                            ["bond-fps"] * 2, [5.0, 10.0])
@@ -97,7 +81,7 @@ def test_anchor_choice_is_invariant_to_atom_order_and_rotation():
 def test_smooth_when_molecule_slides_over_flake_across_anchor_boundaries(anchors):
     """Energy, forces and curvature along a fine lateral path are continuous (no jumps from pooling)."""
     model = _model(anchors)
-    base = flake()
+    base = flake(7.0)
     calc = MuSECalculator(model)
     xs = np.linspace(-1.5, 1.5, 81)
     direction = np.zeros((len(base) + 12, 3))
@@ -175,7 +159,7 @@ def test_extensive_beyond_largest_receptive_field():
 
 def test_energy_split_by_level_sums_to_total_and_per_atom():
     model = _model()
-    atoms = flake() + benzene_at(0.0)
+    atoms = flake(7.0) + benzene_at(0.0)
     out = energy_and_derivatives(model, model.graph_from_atoms(atoms), forces=False)
     assert out["energy_levels"].shape == (1, 3)
     torch.testing.assert_close(out["energy_levels"].sum(1), out["energy"])
