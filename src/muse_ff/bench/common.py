@@ -252,6 +252,16 @@ def pyplot():
     return _pyplot()
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write (dpi 90, creating the folder) and close a benchmark figure; returns ``path``."""
+    plt = pyplot()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def trained_rows(trained: dict[str, Trained]) -> list[list]:
     """Rows (model, params, train s, valid E MAE meV/atom, valid F MAE meV/Å) from training summaries."""
     rows = []

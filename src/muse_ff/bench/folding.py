@@ -22,7 +22,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import Budget, Report, fmt, pyplot, train_pair, trained_rows
+from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, trained_rows
 
 FOLDER = "folding"
 TEMPERATURE = 300.0
@@ -249,10 +249,7 @@ def plot(runs: dict, reference: dict[str, np.ndarray], path: Path) -> Path:
             if j == 0:
                 ax.set_ylabel(f"{start} start: density")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _md_device(mode: str) -> str:

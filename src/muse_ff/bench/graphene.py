@@ -16,7 +16,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import Budget, Report, fmt, pyplot, train_pair, trained_rows
+from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, trained_rows
 
 DATA = "molecule-graphene/molecule-graphene.extxyz.xz"  # in the data folder
 CUTOFF = 5.0  # Å, the backbone cutoff: curve errors are split inside / beyond it
@@ -200,10 +200,7 @@ def plot(results: dict[str, dict], path: Path) -> Path:
         _plot_scans(axes[0, -1], results)
         axes[1, -1].axis("off")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,

@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import Budget, Report, fmt, pyplot, train_pair, trained_rows
+from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, trained_rows
 
 FOLDER = "hessians"
 LOW = 300.0  # cm^-1: "low-frequency" modes are the teacher's modes below this
@@ -122,10 +122,7 @@ def plot(minima: dict, per_model: dict[str, dict], path: Path) -> Path:
     ax2.axvline(LOW, color="grey", ls=":", lw=0.8)
     ax2.set_xlabel("frequency (cm$^{-1}$)")
     ax2.set_title(f"{big}: modes below {2 * LOW:g} cm$^{{-1}}$")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,

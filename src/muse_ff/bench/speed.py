@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import MODELS, Report, fmt, model_config
+from muse_ff.bench.common import MODELS, Report, fmt, model_config, save_figure
 from muse_ff.bench.graphene import BUDGETS as GRAPHENE_BUDGETS
 
 #: mode -> (model steps, teacher steps, warm-up steps); quick mode does not time the teacher (xTB: seconds)
@@ -89,11 +89,7 @@ def plot(results: dict, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_ylabel("ms per MD step")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
