@@ -13,7 +13,7 @@ from muse_ff.testing.conformance import ModelConformance, random_rotation
 #: a small, fast SO3krates for tests
 SMALL_SO3KRATES = {"name": "so3krates", "features": 16, "heads": 2, "degrees": [1, 2], "layers": 2, "num_basis": 8}
 
-DEGREES = [1, 2, 3]
+DEGREES = [1, 2, 3, 4]  # the reference code's default degrees
 
 
 def _unit_vectors(n: int, seed: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def wigner_matrices(rot: torch.Tensor, degrees) -> list[torch.Tensor]:
 
 
 def test_spherical_harmonics_orthonormal_on_sphere():
-    """Gauss-Legendre in cos(theta) x uniform phi integrates these degree <= 6 products exactly."""
+    """Gauss-Legendre in cos(theta) x uniform phi integrates these degree <= 8 products exactly."""
     z, wz = np.polynomial.legendre.leggauss(8)
     phi = np.arange(16) * 2 * np.pi / 16
     zz, pp = np.meshgrid(z, phi, indexing="ij")
@@ -47,7 +47,7 @@ def test_spherical_harmonics_orthonormal_on_sphere():
     w = torch.tensor(np.repeat(wz[:, None], 16, 1).ravel() / 32.0)  # mean over the sphere
     y = spherical_harmonics(u, DEGREES)
     gram = (y * w[:, None]).T @ y
-    torch.testing.assert_close(gram, torch.eye(15, dtype=torch.float64), atol=1e-13, rtol=0)
+    torch.testing.assert_close(gram, torch.eye(24, dtype=torch.float64), atol=1e-13, rtol=0)
 
 
 def test_spherical_harmonics_addition_theorem():
@@ -63,8 +63,7 @@ def test_spherical_harmonics_rotate_with_orthogonal_wigner_matrices():
     for deg, d in zip(DEGREES, mats):
         torch.testing.assert_close(d @ d.T, torch.eye(2 * deg + 1, dtype=torch.float64), atol=1e-12, rtol=0)
         assert abs(torch.linalg.det(d) - 1.0) < 1e-12
-    perm = [1, 2, 0]  # degree 1 is (y, z, x): D_1 is R with rows and columns permuted
-    torch.testing.assert_close(mats[0], rot[perm][:, perm], atol=1e-12, rtol=0)
+    torch.testing.assert_close(mats[0], rot, atol=1e-12, rtol=0)  # degree 1 is sqrt(3) (x, y, z): D_1 = R
 
 
 def test_l1_coordinates_round_trip_to_cartesian():
@@ -72,6 +71,26 @@ def test_l1_coordinates_round_trip_to_cartesian():
     y1 = spherical_harmonics(u, [1]).unsqueeze(-1)  # [10, 3, 1]
     torch.testing.assert_close(l1_to_cartesian(y1).squeeze(-1), u)
     torch.testing.assert_close(cartesian_to_l1(l1_to_cartesian(y1)), y1)
+
+
+def test_spherical_harmonics_are_e3nn_and_differentiable_twice():
+    """Degree 4 (the reference code's default) works, and forces and Hessians can flow through the harmonics."""
+    v = torch.randn(6, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    y = spherical_harmonics(v / v.norm(dim=-1, keepdim=True), [4])
+    assert y.shape == (6, 9)
+    (g,) = torch.autograd.grad(y.pow(3).sum(), v, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), v)
+    assert torch.isfinite(h).all() and h.abs().max() > 0
+
+
+def test_e3nn_import_leaves_the_global_safe_list_alone():
+    from muse_ff.nn import sph
+
+    before = list(torch.serialization.get_safe_globals())
+    sph._o3.cache_clear()
+    sph._o3()
+    assert slice not in torch.serialization.get_safe_globals()
+    assert list(torch.serialization.get_safe_globals()) == before
 
 
 def _random_graph(n: int, seed: int):
@@ -125,7 +144,9 @@ def test_raises_if_features_not_divisible_by_heads_or_degrees():
 
 def test_raises_if_degrees_invalid():
     with pytest.raises(ValueError, match="degrees"):
-        SO3krates(4, features=16, heads=4, degrees=[1, 4])
+        SO3krates(4, features=16, heads=4, degrees=[1, 12])
+    with pytest.raises(ValueError, match="degrees"):
+        SO3krates(4, features=16, heads=4, degrees=[1, 1])
     with pytest.raises(ValueError, match="degree 1"):
         SO3krates(4, features=16, heads=4, degrees=[2], vector_in_features=3)
 

@@ -153,7 +153,8 @@ class SO3krates(Backbone):
 
     - ``features`` (F, default 132): invariant width; must be divisible by ``heads`` and by ``len(degrees)``.
     - ``heads`` (default 4): attention heads of the invariant update (the Euclidean update has one per degree).
-    - ``degrees`` (default [1, 2, 3]): degrees of the Euclidean variables, distinct, in 1..3.
+    - ``degrees`` (default [1, 2, 3]): degrees of the Euclidean variables, distinct, in 1..11 (e3nn's harmonics; the
+      reference code's default is [1, 2, 3, 4]).
     - ``layers`` (default 3): attention + exchange layers.
     - ``num_basis`` (default 16): Bessel radial functions (the reference uses 16 Bernstein polynomials).
     - ``residual_mlp`` (default True): the two per-layer residual MLPs on x (as in the reference code).
