@@ -92,6 +92,21 @@ class HeadConfig(_Strict):
     hidden: int = Field(32, gt=0)
 
 
+class LongRangeConfig(_Strict):
+    """``model.long_range``: latent Ewald summation (Cheng 2025), the long-range baseline.
+
+    Latent charges from an MLP (``hidden`` units, ``channels`` outputs) on the atoms' final features, with
+    the Coulomb energy of Gaussian clouds of width ``smearing`` (Å); periodic sums go to wavevectors of
+    wavelength ``wavelength`` (Å, default ``smearing``). See :mod:`muse_ff.nn.long_range`.
+    """
+
+    kind: Literal["latent-ewald"] = "latent-ewald"
+    smearing: float = Field(1.0, gt=0)
+    channels: int = Field(1, gt=0)
+    hidden: int = Field(32, gt=0)
+    wavelength: float | None = Field(None, gt=0)
+
+
 class ModelConfig(_Strict):
     """The ``model:`` section. ``species`` accepts symbols or atomic numbers (default: every element)."""
 
@@ -102,6 +117,7 @@ class ModelConfig(_Strict):
     species: list[int] = list(range(1, 119))
     embedding: int = Field(32, gt=0)
     head: HeadConfig = HeadConfig()
+    long_range: LongRangeConfig | None = None
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

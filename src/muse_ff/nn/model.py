@@ -20,6 +20,7 @@ from muse_ff.data.graph import Graph
 from muse_ff.nn.anchors import select_anchors
 from muse_ff.nn.backbones import BACKBONES
 from muse_ff.nn.heads import AtomicReference, EnergyHead
+from muse_ff.nn.long_range import LatentEwald
 from muse_ff.nn.pooling import CoarseLevel
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -34,7 +35,7 @@ class MuSEModel(nn.Module):
     - ``node_energy``: [N] float64 energy of each atom, coarse contributions handed back to atoms
       through the assignments (sums to ``energy`` per frame)
     - ``energy_levels``: [B, L + 1] float64 energy contributed by each level (atoms first; level 0
-      includes the reference energies)
+      includes the reference energies and, with ``long_range``, the latent-Ewald energy)
     """
 
     def __init__(self, config: ModelConfig):
@@ -53,13 +54,18 @@ class MuSEModel(nn.Module):
         fine = self.backbone
         for k, lev in enumerate(config.levels):
             lbb = lev.backbone or bb
-            level = CoarseLevel(lev, config.level_anchors()[k], config.level_reaches()[k], fine_features=fine.out_features, fine_vectors=fine.vector_features,
+            level = CoarseLevel(lev, config.level_anchors()[k], config.level_reaches()[k],
+                                fine_features=fine.out_features, fine_vectors=fine.vector_features,
                                 cutoff=cutoffs[k + 1], fine_cutoff=cutoffs[k],
                                 backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
                                     n_in, cut, vector_in_features=n_vec, **b.hparams),
                                 head_hidden=config.head.hidden)
             self.levels.append(level)
             fine = level.backbone
+        lr = config.long_range
+        self.long_range = None if lr is None else LatentEwald(
+            self.backbone.out_features, smearing=lr.smearing, channels=lr.channels, hidden=lr.hidden,
+            wavelength=lr.wavelength)
         self.reference = AtomicReference(len(config.species))
         self.to(self.dtype_)
         self.reference.double()
@@ -141,6 +147,8 @@ class MuSEModel(nn.Module):
         scalars, states = self.encode(graph, pos, cel)
         ref = self.reference
         node_energy = ref.atomic(sidx) + ref.scale * self.head(scalars[0]).double()
+        if self.long_range is not None:
+            node_energy = node_energy + self.long_range(scalars[0], pos, cel, graph.pbc, graph.ptr).double()
         B = graph.num_frames
         levels_e = [torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(0, graph.batch, node_energy)]
         coarse_e = None  # coarse energies handed down to atoms through the assignments
