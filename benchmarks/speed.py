@@ -11,6 +11,7 @@ size and the scaling exponents fitted to log(time) vs log(N).
     python benchmarks/speed.py --system graphite --sizes 1000 8000
     python benchmarks/speed.py --anchors spatial-fps  # first coarse level merges molecules spatially
     python benchmarks/speed.py --backbone mace        # MACE (mace-torch) instead of PaiNN
+    python benchmarks/speed.py --backbone painn mace so3krates --sizes 1000 3000   # the three side by side
     python benchmarks/speed.py --json out.json
 """
 
@@ -26,11 +27,15 @@ import numpy as np
 
 SIZES = [1000, 3000, 10000, 30000, 50000]
 BACKBONE = {"name": "painn", "features": 32, "layers": 2, "num_basis": 8}
-#: --backbone choices: display name and ``model.backbone`` config (MACE: mace-torch defaults, 32 channels)
+#: --backbone choices: display name and ``model.backbone`` config, all about 32 wide with 2 message-passing
+#: layers and 8 radial functions (MACE: mace-torch defaults otherwise; SO3krates: degrees 1-3 as published,
+#: width 36 because it must divide by the heads (4) and the number of degrees (3))
 BACKBONE_CHOICES = {
     "painn": ("PaiNN", BACKBONE),
     "mace": ("MACE", {"name": "mace", "num_channels": 32, "max_L": 1, "max_ell": 3, "correlation": 3,
                       "num_interactions": 2, "num_radial_basis": 8}),
+    "so3krates": ("SO3krates", {"name": "so3krates", "features": 36, "heads": 4, "degrees": [1, 2, 3],
+                                "layers": 2, "num_basis": 8}),
 }
 
 
@@ -120,13 +125,18 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
             "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _status_mb("VmHWM") - base}
 
 
-def _spawn(args, n: int, levels: int) -> dict:
+def _spawn(args, n: int, levels: int, backbone: str) -> dict:
     cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
-           str(args.threads), args.anchors, args.backbone]
+           str(args.threads), args.anchors, backbone]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _name(backbone: str, levels: int) -> str:
+    label = BACKBONE_CHOICES[backbone][0]
+    return label if levels == 0 else f"MuSE({label})"
 
 
 def _fit(ns, ts) -> float:
@@ -142,8 +152,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per model and size (fastest kept)")
     p.add_argument("--anchors", choices=["bond-fps", "spatial-fps"], default="bond-fps",
                    help="anchor kind of the first coarse level (the second uses its default, spatial-fps)")
-    p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default="painn",
-                   help="backbone of both models (mace needs mace-torch: pip install 'muse-ff[mace]')")
+    p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default=["painn"], nargs="+",
+                   help="backbone(s) of both models; several are measured side by side, interleaved "
+                        "(mace needs mace-torch: pip install 'muse-ff[mace]')")
     p.add_argument("--json", help="write all rows to this file")
     p.add_argument("--one", nargs=7, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -152,35 +163,43 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone)))
         return 0
     rows = []
-    print(f"{'model':<12}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
+    print(f"{'model':<16}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
           f"{'E+F s':>9}{'peak MB':>9}")
     for n in args.sizes:
-        # alternate the two models over --rounds fresh processes and keep the fastest of each: on a shared
-        # machine, load from other processes then hits both alike
-        runs = {0: [], 2: []}
+        # alternate all models over --rounds fresh processes and keep the fastest of each: on a shared
+        # machine, load from other processes then hits all alike
+        runs = {(bb, levels): [] for bb in args.backbone for levels in (0, 2)}
         for _ in range(args.rounds):
-            for levels in (0, 2):
-                runs[levels].append(_spawn(args, n, levels))
-        for levels in (0, 2):
-            r = min(runs[levels], key=lambda x: x["t_energy_forces_s"])
-            r["peak_extra_mb"] = min(x["peak_extra_mb"] for x in runs[levels])
+            for key in runs:
+                runs[key].append(_spawn(args, n, key[1], key[0]))
+        for (bb, levels), results in runs.items():
+            r = min(results, key=lambda x: x["t_energy_forces_s"])
+            r["peak_extra_mb"] = min(x["peak_extra_mb"] for x in results)
             rows.append(r)
-            label = BACKBONE_CHOICES[args.backbone][0]
-            name = label if levels == 0 else f"MuSE({label})"
-            print(f"{name:<12}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}{r['t_neighbors_s']:>9.2f}"
-                  f"{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}{r['peak_extra_mb']:>9.0f}", flush=True)
-    plain = [r for r in rows if r["levels"] == 0]
-    muse = [r for r in rows if r["levels"] == 2]
-    print("\natoms    MuSE/plain time    MuSE/plain peak memory")
-    for a, b in zip(plain, muse):
-        print(f"{a['atoms']:>6}    {b['t_energy_forces_s'] / a['t_energy_forces_s']:>14.2f}    "
-              f"{b['peak_extra_mb'] / max(a['peak_extra_mb'], 1e-9):>10.2f}")
-    ns = [r["atoms"] for r in plain]
-    if len(ns) >= 2:
-        print(f"\nscaling exponent (time ~ N^x): plain {_fit(ns, [r['t_energy_forces_s'] for r in plain]):.3f}, "
-              f"MuSE {_fit(ns, [r['t_energy_forces_s'] for r in muse]):.3f}")
-        print(f"memory exponent (peak ~ N^x): plain {_fit(ns, [max(r['peak_extra_mb'], 1) for r in plain]):.3f}, "
-              f"MuSE {_fit(ns, [max(r['peak_extra_mb'], 1) for r in muse]):.3f}")
+            print(f"{_name(bb, levels):<16}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}"
+                  f"{r['t_neighbors_s']:>9.2f}{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}"
+                  f"{r['peak_extra_mb']:>9.0f}", flush=True)
+    for bb in args.backbone:
+        plain = [r for r in rows if r["levels"] == 0 and r["backbone"] == bb]
+        muse = [r for r in rows if r["levels"] == 2 and r["backbone"] == bb]
+        print(f"\n{_name(bb, 2)} / {_name(bb, 0)}\natoms    MuSE/plain time    MuSE/plain peak memory")
+        for a, b in zip(plain, muse):
+            print(f"{a['atoms']:>6}    {b['t_energy_forces_s'] / a['t_energy_forces_s']:>14.2f}    "
+                  f"{b['peak_extra_mb'] / max(a['peak_extra_mb'], 1e-9):>10.2f}")
+        ns = [r["atoms"] for r in plain]
+        if len(ns) >= 2:
+            print(f"scaling exponent (time ~ N^x): plain {_fit(ns, [r['t_energy_forces_s'] for r in plain]):.3f}, "
+                  f"MuSE {_fit(ns, [r['t_energy_forces_s'] for r in muse]):.3f}")
+            print(f"memory exponent (peak ~ N^x): plain {_fit(ns, [max(r['peak_extra_mb'], 1) for r in plain]):.3f}"
+                  f", MuSE {_fit(ns, [max(r['peak_extra_mb'], 1) for r in muse]):.3f}")
+    if len(args.backbone) > 1:
+        first = args.backbone[0]
+        print(f"\ntime per energy + forces relative to {BACKBONE_CHOICES[first][0]} (same levels, same size)")
+        print(f"{'atoms':>6}" + "".join(f"{_name(bb, lv):>18}" for lv in (0, 2) for bb in args.backbone))
+        for n_atoms in sorted({r["atoms"] for r in rows}):
+            t = {(r["backbone"], r["levels"]): r["t_energy_forces_s"] for r in rows if r["atoms"] == n_atoms}
+            print(f"{n_atoms:>6}" + "".join(f"{t[bb, lv] / t[first, lv]:>18.2f}" for lv in (0, 2)
+                                            for bb in args.backbone))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

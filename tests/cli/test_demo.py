@@ -33,16 +33,16 @@ def _dimers(n: int) -> list:
     return frames
 
 
-def test_demo_trains_both_models_and_writes_table_plot_and_results(tmp_path, capsys):
+def test_demo_trains_all_models_and_writes_table_plot_and_results(tmp_path, capsys):
     write(tmp_path / "d.extxyz", _dimers(16))
     out = tmp_path / "demo"
     assert main(["demo", "--epochs", "1", "--data", str(tmp_path / "d.extxyz"), "--output-dir", str(out),
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "PaiNN" in text and "MuSE(PaiNN)" in text and "Eint" in text
+    assert "PaiNN" in text and "MuSE(PaiNN)" in text and "PaiNN+LES" in text and "Eint" in text
     assert (out / "demo.png").stat().st_size > 1000
     results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"PaiNN", "MuSE(PaiNN)"}
+    assert set(results["models"]) == {"PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
     for r in results["models"].values():
         assert r["metrics"]["energy_mae"] > 0 and r["interaction_mae_meV"]
 
