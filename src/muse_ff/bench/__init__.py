@@ -8,6 +8,8 @@ teacher, and writes tables (rich, ``table.md``, ``results.json``) and plots into
 - :mod:`~muse_ff.bench.folding`: chignolin MD observables (Amber14 + GBn2)
 - :mod:`~muse_ff.bench.hessian`: harmonic frequencies from autograd Hessians (GFN2-xTB FD Hessians)
 - :mod:`~muse_ff.bench.speed`: time per MD step of each model next to the teacher's
+- :mod:`~muse_ff.bench.backbones`: PaiNN, MACE and SO3krates, plain and as MuSE(backbone), on the long-range
+  dimers (GFN2-xTB) with one budget
 
 Modes: ``quick`` (tiny training, few frames: smoke tests), ``default`` (sized for 2 CPU cores),
 ``full`` (larger models and longer training, for a GPU machine).
@@ -19,4 +21,5 @@ BENCHMARKS: dict[str, str] = {
     "folding": "muse_ff.bench.folding",
     "hessian": "muse_ff.bench.hessian",
     "speed": "muse_ff.bench.speed",
+    "backbones": "muse_ff.bench.backbones",
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -57,10 +57,13 @@ class Budget:
         return replace(self, **changes)
 
 
-def model_config(budget: Budget, levels: list[dict]) -> dict:
-    backbone = {"name": "painn", "features": budget.features, "layers": budget.layers,
-                "num_basis": budget.num_basis}
-    return {"backbone": backbone, "cutoff": 5.0, "levels": levels, "dtype": budget.dtype}
+def model_config(budget: Budget, levels: list[dict], backbone: dict | None = None) -> dict:
+    """The ``model:`` section: a 5 Å backbone with ``levels``; ``backbone`` defaults to PaiNN of the budget's
+    size (features, layers, num_basis)."""
+    if backbone is None:
+        backbone = {"name": "painn", "features": budget.features, "layers": budget.layers,
+                    "num_basis": budget.num_basis}
+    return {"backbone": dict(backbone), "cutoff": 5.0, "levels": levels, "dtype": budget.dtype}
 
 
 def training_config(budget: Budget, output_dir: Path) -> dict:
@@ -109,12 +112,15 @@ class Trained:
 
 
 def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out: Path, budget: Budget,
-               progress: bool = False, retrain: bool = False, console: Console | None = None) -> dict[str, Trained]:
+               progress: bool = False, retrain: bool = False, console: Console | None = None,
+               models: Mapping[str, dict] | None = None) -> dict[str, Trained]:
     """Train every model of :data:`MODELS` on the same frames with the same ``budget``.
 
-    The frames are written once to ``out/data/{train,valid}.extxyz`` (plain text: fast to read). A model
-    already trained in ``out/<name>/`` with the same configuration on the same frames (a hash of species,
-    positions and energies) is reused unless ``retrain``.
+    ``models``: {name: ``model:`` section} to train instead (default: :func:`model_config` of each entry of
+    :data:`MODELS`, PaiNN of the budget's size). The frames are written once to
+    ``out/data/{train,valid}.extxyz`` (plain text: fast to read). A model already trained in ``out/<name>/``
+    with the same configuration on the same frames (a hash of species, positions and energies) is reused
+    unless ``retrain``.
     """
     from muse_ff.training import train
 
@@ -125,9 +131,11 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
             "valid": str(_write_plain(out / "data" / "valid.extxyz", valid_frames))}
     fingerprint = _fingerprint(train_frames, valid_frames)
     trained = {}
-    for name, levels in MODELS.items():
+    if models is None:
+        models = {name: model_config(budget, levels) for name, levels in MODELS.items()}
+    for name, model in models.items():
         folder = out / slug(name)
-        config = {"model": model_config(budget, levels), "data": data, "training": training_config(budget, folder)}
+        config = {"model": model, "data": data, "training": training_config(budget, folder)}
         stamp = {"config": config, "data": fingerprint}
         summary = _reusable(folder, stamp) if not retrain else None
         if summary is None:

@@ -6,7 +6,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-HELP = "run a benchmark (graphene, folding, hessian, speed or all): train, compare with the teacher, report"
+HELP = "run a benchmark (graphene, folding, hessian, speed, backbones or all): train, compare with the teacher, report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
