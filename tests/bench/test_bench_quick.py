@@ -19,7 +19,7 @@ def test_bench_graphene_quick_reports_curves_of_both_models(tmp_path, data_dir):
     assert main(["bench", "graphene", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
     content = _report(tmp_path / "graphene")
     models = content["results"]["models"]
-    assert set(models) == {"PaiNN", "MuSE(PaiNN)"}
+    assert set(models) == {"PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
     curve = models["PaiNN"]["curves"]["benzene/flake"]
     assert curve["pred"][-1] == pytest.approx(0.0, abs=1e-2)  # meV: a 5 Å model sees no binding at 12 Å
 
@@ -35,14 +35,14 @@ def test_bench_hessian_quick_compares_frequencies(tmp_path, data_dir):
 def test_bench_folding_quick_runs_md_of_teacher_and_models(tmp_path, data_dir):
     assert main(["bench", "folding", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
     content = _report(tmp_path / "folding")
-    assert set(content["results"]["runs"]) == {"teacher", "PaiNN", "MuSE(PaiNN)"}
+    assert set(content["results"]["runs"]) == {"teacher", "PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
     assert content["results"]["runs"]["teacher"]["folded"]["stable"]
 
 
 def test_bench_speed_quick_times_both_models(tmp_path, data_dir):
     assert main(["bench", "speed", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
     systems = _report(tmp_path / "speed")["results"]["systems"]
-    assert {"PaiNN", "MuSE(PaiNN)"} <= set(systems["chignolin"]["seconds_per_step"])
+    assert {"PaiNN", "MuSE(PaiNN)", "PaiNN+LES"} <= set(systems["chignolin"]["seconds_per_step"])
 
 
 def test_bench_raises_if_data_dir_missing(tmp_path, capsys):

@@ -1,8 +1,9 @@
 """What the three benchmarks share: sizes, training plain and MuSE the same way, thread control, reports.
 
-Every benchmark trains the two contestants of :data:`MODELS` through :func:`train_pair`: the same data,
-backbone (features, layers, radial basis), epochs, loss weights and seed; the only difference is the
-coarse levels. Results go to ``OUT/results.json`` and ``OUT/table.md`` and are printed as rich tables.
+Every benchmark trains the contestants of :data:`MODELS` through :func:`train_pair`: the same data,
+backbone (features, layers, radial basis), epochs, loss weights and seed; the only differences are the
+coarse levels (MuSE) or the latent-Ewald long-range term (the baseline). Results go to
+``OUT/results.json`` and ``OUT/table.md`` and are printed as rich tables.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from muse_ff.io.serialization import atomic_write
 #: two coarse levels with the library defaults (ratio 8, cutoffs 10 and 20 Å): the 20 Å top cutoff covers
 #: every distance in the benchmarks (a molecule 12 Å above the flake edge is ~16 Å from its far atoms)
 MUSE_LEVELS: list[dict] = [{}, {}]
-#: the contestants: identical except for ``levels``
-MODELS: dict[str, list[dict]] = {"PaiNN": [], "MuSE(PaiNN)": MUSE_LEVELS}
+#: the latent-Ewald baseline (Cheng 2025): one latent charge per atom, smearing 1 Å
+LES: dict = {"kind": "latent-ewald", "smearing": 1.0}
+#: the contestants, as overrides of the PaiNN ``model:`` section: plain, MuSE, and the long-range baseline
+MODELS: dict[str, dict] = {"PaiNN": {"levels": []}, "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
+                           "PaiNN+LES": {"levels": [], "long_range": LES}}
 MODES = ("quick", "default", "full")
 
 
@@ -64,6 +68,12 @@ def model_config(budget: Budget, levels: list[dict], backbone: dict | None = Non
         backbone = {"name": "painn", "features": budget.features, "layers": budget.layers,
                     "num_basis": budget.num_basis}
     return {"backbone": dict(backbone), "cutoff": 5.0, "levels": levels, "dtype": budget.dtype}
+
+
+def contestant_config(budget: Budget, spec: dict) -> dict:
+    """The ``model:`` section of one entry of :data:`MODELS` (``levels`` plus any other overrides)."""
+    spec = dict(spec)
+    return {**model_config(budget, spec.pop("levels", [])), **spec}
 
 
 def training_config(budget: Budget, output_dir: Path) -> dict:
@@ -116,8 +126,8 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
                models: Mapping[str, dict] | None = None) -> dict[str, Trained]:
     """Train every model of :data:`MODELS` on the same frames with the same ``budget``.
 
-    ``models``: {name: ``model:`` section} to train instead (default: :func:`model_config` of each entry of
-    :data:`MODELS`, PaiNN of the budget's size). The frames are written once to
+    ``models``: {name: ``model:`` section} to train instead (default: :func:`contestant_config` of each
+    entry of :data:`MODELS`, PaiNN of the budget's size). The frames are written once to
     ``out/data/{train,valid}.extxyz`` (plain text: fast to read). A model already trained in ``out/<name>/``
     with the same configuration on the same frames (a hash of species, positions and energies) is reused
     unless ``retrain``.
@@ -132,7 +142,7 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
     fingerprint = _fingerprint(train_frames, valid_frames)
     trained = {}
     if models is None:
-        models = {name: model_config(budget, levels) for name, levels in MODELS.items()}
+        models = {name: contestant_config(budget, spec) for name, spec in MODELS.items()}
     for name, model in models.items():
         folder = out / slug(name)
         config = {"model": model, "data": data, "training": training_config(budget, folder)}

@@ -261,7 +261,7 @@ def _md_device(mode: str) -> str:
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
         retrain: bool = False, console: Console | None = None) -> dict:
-    """Train both models on the teacher's MD frames, run MD from both starts, compare observables."""
+    """Train the models on the teacher's MD frames, run MD from both starts, compare observables."""
     from muse_ff.calculator import MuSECalculator
     from muse_ff.teachers.labelling import read_frames
 

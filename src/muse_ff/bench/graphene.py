@@ -154,7 +154,8 @@ SUMMARY_COLUMNS = ["model", "curve MAE <5 Å", "curve MAE ≥5 Å", "|Δ depth|"
                    "scan corrugation (teacher)", "F MAE test samples", "F MAE curves+scans"]
 
 
-STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s")}
+STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"),
+         "PaiNN+LES": ("C2", "-.d")}
 
 
 def _style(name: str) -> tuple[str, str]:
@@ -205,7 +206,7 @@ def plot(results: dict[str, dict], path: Path) -> Path:
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
         retrain: bool = False, console: Console | None = None) -> dict:
-    """Train PaiNN and MuSE(PaiNN) on the samples, evaluate curves, scans and forces; write the report."""
+    """Train PaiNN, MuSE(PaiNN) and PaiNN+LES on the samples, evaluate curves, scans and forces; write the report."""
     from muse_ff.io.serialization import load_model
 
     console = console or Console()

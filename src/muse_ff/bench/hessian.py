@@ -127,7 +127,7 @@ def plot(minima: dict, per_model: dict[str, dict], path: Path) -> Path:
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
         retrain: bool = False, console: Console | None = None) -> dict:
-    """Train both models on the normal-mode samples, relax each molecule, compare harmonic frequencies."""
+    """Train the models on the normal-mode samples, relax each molecule, compare harmonic frequencies."""
     from muse_ff.teachers.labelling import read_frames
 
     console = console or Console()

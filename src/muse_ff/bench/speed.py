@@ -1,7 +1,7 @@
 """``muse bench speed``: milliseconds per MD step of each model next to the teacher, on the benchmark systems.
 
 Systems: benzene 3.4 Å over the C96H24 flake (126 atoms; teacher GFN1-xTB) and chignolin (138 atoms; teacher
-Amber14 + GBn2, OpenMM CPU platform). Models: PaiNN and MuSE(PaiNN) with the benchmarks' default size
+Amber14 + GBn2, OpenMM CPU platform). Models: PaiNN, MuSE(PaiNN) and PaiNN+LES with the benchmarks' default size
 (speed does not depend on the weights, so they are not trained here). A step is one energy + forces call
 through the ASE calculator at a new geometry (neighbour lists, and for MuSE the coarse levels, rebuilt;
 anchors kept), as in MD; after a few warm-up steps the wall time of ``steps`` steps is measured.
@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import MODELS, Report, fmt, model_config, save_figure
+from muse_ff.bench.common import MODELS, Report, contestant_config, fmt, save_figure
 from muse_ff.bench.graphene import BUDGETS as GRAPHENE_BUDGETS
 
 #: mode -> (model steps, teacher steps, warm-up steps); quick mode does not time the teacher (xTB: seconds)
@@ -68,8 +68,8 @@ def calculators(teacher: str, settings: dict, mode: str) -> dict:
 
     budget = GRAPHENE_BUDGETS["full" if mode == "full" else "default"]
     out = {f"teacher ({teacher})": lambda: TeacherCalculator(get_teacher(teacher, **settings))}
-    for name, levels in MODELS.items():
-        out[name] = lambda lv=levels: MuSECalculator(build_model(model_config(budget, lv)))
+    for name, spec in MODELS.items():
+        out[name] = lambda sp=spec: MuSECalculator(build_model(contestant_config(budget, sp)))
     return out
 
 
