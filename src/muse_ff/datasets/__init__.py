@@ -37,7 +37,7 @@ BUILDERS: dict[str, Builder] = {
     "folding": Builder(folding.build, Path("data/folding"),
                        "chignolin amber14+GBn2 MD at 300/400/500 K, frames + reference observables"),
     "hessians": Builder(hessians.build, Path("data/hessians"),
-                        "GFN2-xTB minima, finite-difference Hessians and normal-mode frames (+ Ace-Ala5-NMe)"),
+                        "GFN2-xTB minima, finite-difference Hessians and normal-mode frames (+ Ace-(Ala)5,10-NMe)"),
 }
 
 

@@ -1,9 +1,9 @@
 """Hessians (GFN2-xTB): optimised geometries, finite-difference Hessians and frames around the minima.
 
 Molecules: water, formaldehyde, methanol, acetonitrile, benzene, naphthalene (ASE G2 / ideal geometries)
-and the capped peptide Ace-(Ala)5-NMe (62 atoms; Ace-(Ala)9-NMe, 102 atoms, is one setting away, left out
-for lack of build time: see docs/DATASETS.md) built with RDKit from SMILES
-with every backbone (phi, psi) set to the alpha helix (-57, -47) so it has collective low-frequency modes.
+and the capped peptides Ace-(Ala)5-NMe (62 atoms) and Ace-(Ala)10-NMe (112 atoms), built with RDKit from
+SMILES with every backbone (phi, psi) set to the alpha helix (-57, -47) so they have collective
+low-frequency modes.
 
 Each molecule is optimised with BFGS to max force ``fmax``; its Hessian is central differences of the
 teacher's forces, ``H[i, j] = -(F_j(x + h e_i) - F_j(x - h e_i)) / 2h`` with ``h`` = 0.005 Å, symmetrised
@@ -33,7 +33,7 @@ _HBAR_OMEGA = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
 @dataclass(frozen=True)
 class HessianConfig:
     molecules: tuple[str, ...] = ("water", "formaldehyde", "methanol", "acetonitrile", "benzene", "naphthalene")
-    peptide_alanines: int = 5  # 0 to leave the peptide out; 9 gives 102 atoms (see docs/DATASETS.md)
+    peptide_alanines: tuple[int, ...] = (5, 10)  # Ace-(Ala)n-NMe for each n: 10n + 12 atoms; () for none
     subset_molecules: tuple[str, ...] = ("water", "formaldehyde")
     frames_per_temperature: int = 20
     subset_frames: int = 2
@@ -112,20 +112,27 @@ def frequencies_cm(eigenvalues: np.ndarray) -> np.ndarray:
 
 def normal_mode_sample(rng: np.random.Generator, atoms: Atoms, eigenvalues: np.ndarray, vectors: np.ndarray,
                        temperature: float, floor_cm: float) -> Atoms:
-    """Classical harmonic sample at ``temperature`` K (6 rigid-body modes skipped, soft modes floored)."""
+    """Classical harmonic sample at ``temperature`` K (6 rigid-body modes skipped, soft modes floored).
+
+    The mass-weighted displacement is ``V diag(sqrt(kT / lambda)) V^T z`` with ``z`` standard normal in all 3N
+    coordinates: the same distribution as independent normal-mode amplitudes, but a continuous function of
+    the Hessian that does not depend on the arbitrary signs of eigenvectors or on the basis chosen inside a
+    degenerate subspace, so a rebuild reproduces the stored frames.
+    """
     floor = (floor_cm * units.invcm / _HBAR_OMEGA) ** 2
-    lam = np.maximum(eigenvalues[6:], floor)
-    q = rng.normal(size=lam.shape) * np.sqrt(units.kB * temperature / lam)
+    amp = np.sqrt(units.kB * temperature / np.maximum(eigenvalues[6:], floor))
+    vib = vectors[:, 6:]
+    z = rng.normal(size=vib.shape[0])
     inv_sqrt_m = np.repeat(1.0 / np.sqrt(atoms.get_masses()), 3)
     out = atoms.copy()
-    out.positions = atoms.positions + (inv_sqrt_m * (vectors[:, 6:] @ q)).reshape(-1, 3)
+    out.positions = atoms.positions + (inv_sqrt_m * (vib @ (amp * (vib.T @ z)))).reshape(-1, 3)
     return out
 
 
 def _minimum_and_hessian(name: str, cfg: HessianConfig, teacher: Teacher) -> dict:
     """Optimised geometry, FD Hessian, normal modes and timings of one molecule."""
     start = common.timer()
-    atoms = capped_alanine(cfg.peptide_alanines) if name.startswith("ace-ala") else molecule(name)
+    atoms = capped_alanine(int(name[7:-4])) if name.startswith("ace-ala") else molecule(name)
     opt = optimise(atoms, teacher, cfg.fmax)
     t_opt = common.timer() - start
     hess = fd_hessian(opt, teacher, cfg.step)
@@ -137,8 +144,8 @@ def _minimum_and_hessian(name: str, cfg: HessianConfig, teacher: Teacher) -> dic
 def generate(cfg: HessianConfig, subset: bool, teacher: Teacher) -> tuple[list[Atoms], dict[str, dict]]:
     """(unlabelled frames: minima + normal-mode samples, per-molecule Hessian results)."""
     names = list(cfg.subset_molecules if subset else cfg.molecules)
-    if not subset and cfg.peptide_alanines:
-        names.append(f"ace-ala{cfg.peptide_alanines}-nme")
+    if not subset:
+        names += [f"ace-ala{n}-nme" for n in cfg.peptide_alanines]
     frames, results = [], {}
     for k, name in enumerate(names):
         res = results[name] = _minimum_and_hessian(name, cfg, teacher)
