@@ -191,7 +191,7 @@ def _count_params(path: Path) -> int:
 
 
 def slug(name: str) -> str:
-    return name.replace("(", "_").replace(")", "").replace(" ", "_").lower()
+    return name.replace("(", "_").replace(")", "").replace(" ", "_").replace("+", "_").lower()
 
 
 def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> str:
