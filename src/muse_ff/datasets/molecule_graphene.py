@@ -61,11 +61,32 @@ def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def lay_flat(mol: Atoms) -> Atoms:
-    """``mol`` rotated so its plane is xy (largest principal moment along z), centre of mass at the origin."""
+    """A planar ``mol`` rotated into the xy plane, centre of mass at the origin, in a canonical orientation.
+
+    z is the axis of the largest principal moment (the plane's normal); x is the axis of the smallest one
+    (naphthalene's long axis) or, where the two in-plane moments are equal (benzene), the direction of the
+    first atom off the centre. Signs come from the atoms, never from the eigensolver (its eigenvector
+    signs, and its basis inside a degenerate pair, differ between LAPACK builds): x points to the side of
+    the first atom clearly off the yz plane, y to the side of the first atom clearly off the x axis, and
+    z = x × y, so the rotation is proper and the result is the same for any rotated copy of ``mol``.
+    """
     out = mol.copy()
     out.positions -= out.get_center_of_mass()
-    _, axes = out.get_moments_of_inertia(vectors=True)  # rows: principal axes, ascending moments
-    out.positions = out.positions @ axes.T
+    pos = out.positions
+    moments, axes = out.get_moments_of_inertia(vectors=True)  # rows: principal axes, ascending moments
+    normal = axes[2]
+    inplane = pos - np.outer(pos @ normal, normal)
+    if moments[1] - moments[0] > 1e-3 * moments[2]:
+        x = axes[0] - (axes[0] @ normal) * normal
+    else:
+        x = inplane[np.flatnonzero(np.linalg.norm(inplane, axis=1) > 0.1)[0]]
+    x = x / np.linalg.norm(x)
+    along = inplane @ x
+    x = x if along[np.flatnonzero(np.abs(along) > 0.1)[0]] > 0 else -x
+    y = np.cross(normal, x)
+    side = inplane @ y
+    y = y if side[np.flatnonzero(np.abs(side) > 0.1)[0]] > 0 else -y
+    out.positions = pos @ np.stack([x, y, np.cross(x, y)]).T
     return out
 
 
