@@ -27,6 +27,9 @@ def test_bench_backbones_quick_trains_six_models_differing_only_where_intended(t
         assert len(r["interaction_mae_meV"]) == 3, name  # <5, 5-10 and >10 Å all present in the quick test set
         assert all(math.isfinite(v) and v >= 0 for v in values), (name, values)
         assert r["params"] > 0
+        by_kind = [v for per in r["interaction_mae_meV_by_kind"].values() for v in per.values()]
+        assert sum(v["frames"] for v in by_kind) == content["results"]["frames"]["test"] == 3
+        assert all(math.isfinite(v["mae"]) for v in by_kind)
 
     configs = {name: yaml.safe_load((folder / c["folder"].split("/")[-1] / "config.yaml").read_text())
                for name, c in content["results"]["configs"].items()}
