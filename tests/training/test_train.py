@@ -108,3 +108,11 @@ def test_stress_is_trained_and_reported_for_periodic_frames(tmp_path, make_confi
     result = train(make_config(tmp_path / "cu.extxyz", tmp_path / "cu", epochs=2, batch_size=2), progress=False)
     metrics = result.summary["last_metrics"]
     assert metrics["val_stress_mae"] > 0 and np.isfinite(metrics["val_loss"])
+
+
+def test_divergence_stops_with_a_message_that_names_the_learning_rate(dimer_file, tmp_path, make_config):
+    from muse_ff.training.module import TrainingDivergedError
+
+    cfg = make_config(dimer_file, tmp_path / "run", epochs=3, lr=1e12, grad_clip=None)
+    with pytest.raises(TrainingDivergedError, match=r"training diverged at epoch \d+, step \d+: .*training\.lr"):
+        train(cfg, progress=False)

@@ -36,6 +36,10 @@ def _sync_buffers(ema: AveragedModel, model: torch.nn.Module) -> None:
             b_ema.copy_(b)
 
 
+class TrainingDivergedError(RuntimeError):
+    """Weights or loss became NaN/inf during training."""
+
+
 class MuSEModule(L.LightningModule):
     """Trains a :class:`~muse_ff.nn.model.MuSEModel` on energies, forces and stresses."""
 
@@ -62,9 +66,20 @@ class MuSEModule(L.LightningModule):
         forces = batch.forces is not None and (w.forces > 0 or not create_graph)
         return energy_and_derivatives(model, batch, forces=forces, stress=stress, create_graph=create_graph)
 
+    def _diverged(self, what: str) -> TrainingDivergedError:
+        return TrainingDivergedError(
+            f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {what} not finite. "
+            f"Lower training.lr (now {self.config.lr:g}) or training.grad_clip (now {self.config.grad_clip}); "
+            "the last checkpoint written before this point is intact")
+
     def training_step(self, batch: Graph, batch_idx: int) -> torch.Tensor:
+        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # caught here, before NaN weights give NaN coarse positions deep inside a neighbour list
+            raise self._diverged(f"parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are")
         out = self.predict_batch(self.model, batch, create_graph=True)
         terms = loss_terms(out, batch, self.config.loss)
+        if not torch.isfinite(terms["loss"]):
+            raise self._diverged("the loss is")
         n = batch.num_frames
         self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=n)
         self.log("train_loss", terms["loss"], on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
