@@ -1,4 +1,4 @@
-"""``muse bench``: the MuSE benchmarks (PaiNN vs MuSE(PaiNN) against the teacher), one command each."""
+"""``muse bench``: the MuSE benchmarks (PaiNN, MuSE(PaiNN), PaiNN+LES vs the teacher; backbones), one command each."""
 
 from __future__ import annotations
 
