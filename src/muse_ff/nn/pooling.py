@@ -145,8 +145,8 @@ def _coarse_graph(graph, positions, batch, cutoff):
 class CoarseLevel(nn.Module):
     """One coarse level: assignment affinity, backbone on coarse nodes, unpooling and energy head."""
 
-    def __init__(self, config, anchors: str, reach: float, fine_features: int, fine_vectors: int, cutoff: float, fine_cutoff: float,
-                 backbone_factory, head_hidden: int, affinity_features: int = 16):
+    def __init__(self, config, anchors: str, reach: float, fine_features: int, fine_vectors: int, cutoff: float,
+                 fine_cutoff: float, backbone_factory, head_hidden: int, affinity_features: int = 16):
         super().__init__()
         self.config = config
         self.anchors = anchors
