@@ -73,6 +73,8 @@ class LevelConfig(_Strict):
         backbone: this level's backbone; default the level-0 backbone (same class, own weights).
         min_nodes: fewest coarse nodes a structure must have at this level (default 1: a small molecule
             may be one coarse node); a structure with fewer raises a clear error.
+        dispersion: add a learned, damped -C6/R^6 pair energy between this level's coarse nodes (within
+            its cutoff), so the tail has a physical, attractive form (default false).
     """
 
     ratio: float = Field(8.0, gt=1.0)
@@ -82,6 +84,7 @@ class LevelConfig(_Strict):
     anchors: Literal["bond-fps", "spatial-fps"] | None = None
     backbone: BackboneConfig | None = None
     min_nodes: int = Field(1, ge=1)
+    dispersion: bool = False
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

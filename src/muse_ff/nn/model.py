@@ -154,6 +154,8 @@ class MuSEModel(nn.Module):
         coarse_e = None  # coarse energies handed down to atoms through the assignments
         for k in range(len(self.levels) - 1, -1, -1):
             e_k = ref.scale * self.levels[k].head(scalars[k + 1]).double()
+            if self.levels[k].dispersion is not None:
+                e_k = e_k + self.levels[k].dispersion_energy(states[k], cel, scalars[k + 1]).double()
             levels_e.insert(1, torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(
                 0, states[k].batch, e_k))
             coarse_e = e_k if coarse_e is None else e_k + coarse_e

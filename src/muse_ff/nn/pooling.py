@@ -160,6 +160,33 @@ class CoarseLevel(nn.Module):
         self.unpool_linear = nn.Linear(self.backbone.out_features, fine_features)
         self.head = EnergyHead(self.backbone.out_features, head_hidden)
         self._aff_scale = 1.0 / (3.0 * affinity_features**0.5)
+        self.dispersion = None
+        if getattr(config, "dispersion", False):
+            self.dispersion = nn.Sequential(nn.Linear(self.backbone.out_features, head_hidden), nn.SiLU(),
+                                            nn.Linear(head_hidden, 1))
+            self.dispersion_r0 = nn.Parameter(torch.tensor(3.0))  # damping radius (Å), used as |r0| + 1
+
+    def edge_vectors(self, state: PoolState, cell) -> torch.Tensor:
+        """[e, 3] vectors (Å) along this level's coarse edges, periodic shifts included."""
+        i, j = state.edge_index
+        return (state.positions[j] - state.positions[i]
+                + torch.einsum("ek,ekl->el", state.shifts, cell[state.batch[i]]))
+
+    def dispersion_energy(self, state: PoolState, cell, scalars: torch.Tensor) -> torch.Tensor:
+        """[m] learned damped dispersion energy (eV) of each coarse node (``levels[k].dispersion``).
+
+        ``E = -sum_{I<J} c_I c_J f(R_IJ) / (R_IJ^6 + r0^6)`` over this level's coarse edges, with
+        ``c_I = 10 softplus(MLP(h_I))`` >= 0 (eV^1/2 Å^3, geometric-mean C6 combination), a learned
+        damping radius r0 and the level's C3 cutoff envelope f: attractive, decaying as -C6/R^6 far
+        inside the cutoff, finite at short range, smooth everywhere. Each pair's energy is split
+        equally between its two nodes.
+        """
+        c = 10.0 * nn.functional.softplus(self.dispersion(scalars).squeeze(-1))
+        r = self.edge_vectors(state, cell).norm(dim=-1)
+        r0 = self.dispersion_r0.abs() + 1.0
+        i, j = state.edge_index
+        pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) / (r**6 + r0**6)
+        return 0.5 * pair.new_zeros(c.shape[0]).index_add_(0, i, pair)
 
     def _affinity(self, h_fine, h_anchor):
         return 3.0 * torch.tanh((self.query(h_fine) * self.key(h_anchor)).sum(-1) * self._aff_scale)
@@ -200,11 +227,8 @@ class CoarseLevel(nn.Module):
                          edge_shifts, n)
 
     def run(self, state: PoolState, cell) -> BackboneOutput:
-        i, j = state.edge_index
-        edge_vec = (state.positions[j] - state.positions[i]
-                    + torch.einsum("ek,ekl->el", state.shifts, cell[state.batch[i]]))
         x = torch.cat([state.scalars, (state.mass / self.ratio).unsqueeze(-1)], dim=-1)
-        return self.backbone(x, state.edge_index, edge_vec, state.vectors)
+        return self.backbone(x, state.edge_index, self.edge_vectors(state, cell), state.vectors)
 
     def unpool(self, state: PoolState, coarse_scalars: torch.Tensor) -> torch.Tensor:
         """[m, F_c] coarse features -> [n, F_fine] context for the fine nodes."""
