@@ -161,7 +161,7 @@ class CoarseLevel(nn.Module):
         self.head = EnergyHead(self.backbone.out_features, head_hidden)
         self._aff_scale = 1.0 / (3.0 * affinity_features**0.5)
         self.dispersion = None
-        if getattr(config, "dispersion", False):
+        if config.dispersion:
             self.dispersion = nn.Sequential(nn.Linear(self.backbone.out_features, head_hidden), nn.SiLU(),
                                             nn.Linear(head_hidden, 1))
             self.dispersion_r0 = nn.Parameter(torch.tensor(3.0))  # damping radius (Å), used as |r0| + 1

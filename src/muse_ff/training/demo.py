@@ -21,6 +21,7 @@ from ase import Atoms
 from rich.console import Console
 from rich.table import Table
 
+from muse_ff.bench.common import slug
 from muse_ff.io.serialization import atomic_write, load_model
 from muse_ff.training.data import read_frames
 from muse_ff.training.run import train
@@ -133,7 +134,7 @@ def _run_demo(out: Path, epochs: int | None, data: Path | None, progress: bool, 
     start = time.perf_counter()
     for name, model in DEMO_MODELS.items():
         console.rule(name)
-        folder = out / name.replace("(", "_").replace(")", "").replace("+", "_").lower()
+        folder = out / slug(name)
         result = train(demo_config(model, data, folder, epochs), progress=progress)
         results[name] = evaluate_demo_model(result.model_path, test)
         results[name]["train_time_s"] = result.summary["train_time_s"]

@@ -73,8 +73,10 @@ class MuSEModule(L.LightningModule):
             "the last checkpoint written before this point is intact")
 
     def training_step(self, batch: Graph, batch_idx: int) -> torch.Tensor:
-        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-        if bad:  # caught here, before NaN weights give NaN coarse positions deep inside a neighbour list
+        # caught here, before NaN weights give NaN coarse positions deep inside a neighbour list; one reduction
+        # (one host sync per step), the offending names only on failure
+        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
+            bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
             raise self._diverged(f"parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are")
         out = self.predict_batch(self.model, batch, create_graph=True)
         terms = loss_terms(out, batch, self.config.loss)
