@@ -9,7 +9,6 @@ size and the scaling exponents fitted to log(time) vs log(N).
 
     python benchmarks/speed.py                       # periodic water, 1k .. 50k atoms (2-core machine)
     python benchmarks/speed.py --system graphite --sizes 1000 8000
-    python benchmarks/speed.py --anchors spatial-fps  # first coarse level merges molecules spatially
     python benchmarks/speed.py --backbone mace        # MACE (mace-torch) instead of PaiNN
     python benchmarks/speed.py --backbone painn mace so3krates --sizes 1000 3000   # the three side by side
     python benchmarks/speed.py --json out.json
@@ -100,7 +99,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     atoms = SYSTEMS[system](n)
-    level_cfg = [{"anchors": anchors}] + [{}] * (levels - 1) if levels else []
+    level_cfg = [{}] * levels
     model = build_model({"backbone": BACKBONE_CHOICES[backbone][1], "levels": level_cfg}).eval()
     t0 = time.perf_counter()
     graph = frame_graph(atoms, model.cutoff, keys=None)
@@ -118,7 +117,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
         out = energy_and_derivatives(model, graph)
         times.append(time.perf_counter() - t0)
         del out
-    coarse = [int(a.numel()) for a in graph.anchors]
+    coarse = [t.num_nodes for t in graph.coarse]
     return {"system": system, "backbone": backbone, "atoms": len(atoms), "levels": levels,
             "edges": int(graph.edge_index.shape[1]), "coarse_nodes": coarse, "t_neighbors_s": t_nl,
             "t_anchors_s": t_anchor,
@@ -150,8 +149,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per model and size (fastest kept)")
-    p.add_argument("--anchors", choices=["bond-fps", "spatial-fps"], default="bond-fps",
-                   help="anchor kind of the first coarse level (the second uses its default, spatial-fps)")
+    p.add_argument("--anchors", choices=["topology"], default="topology",
+                   help="coarse-graining kind (only 'topology': see muse_ff.nn.coarsening)")
     p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default=["painn"], nargs="+",
                    help="backbone(s) of both models; several are measured side by side, interleaved "
                         "(mace needs mace-torch: pip install 'muse-ff[mace]')")

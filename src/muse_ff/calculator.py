@@ -1,13 +1,16 @@
 """ASE calculator for MuSE models: energy, forces, stress, per-atom energies, Hessians.
 
-Anchor lifecycle (coarse levels): the anchors of Soft Coarse-Graining Pooling are chosen from the first
-structure the calculator sees and then kept fixed, like a topology, for every later call (MD steps,
-optimisation steps, cell changes). They are recomputed only when the atoms' species or count change, when
-the periodic boundary flags change, or when you call :meth:`MuSECalculator.reset_anchors`. They never
-change silently between two steps of a trajectory, so energies along a trajectory are one smooth function.
+The energy is a function of the structure alone: positions, numbers, cell, pbc and the covalent topology
+(which pairs are bonded: closer than 1.2 x the sum of covalent radii). The coarse graph of the coarse levels is
+rebuilt from each structure's bond graph; the calculator only caches it while the bond graph stays the same,
+so what it evaluated before never matters. Along a trajectory whose bonds do not change the energy is one
+smooth function; when a bond forms or breaks the coarse graph is rebuilt and the energy may step, and the
+calculator warns once (``RuntimeWarning``) that it happened.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -17,6 +20,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from muse_ff.data.atoms import MIN_DISTANCE, frame_graph
 from muse_ff.data.graph import Graph
+from muse_ff.nn.coarsening import bond_graph
 from muse_ff.physics.derivatives import energy_and_derivatives, hessian
 
 
@@ -41,23 +45,25 @@ class MuSECalculator(Calculator):
             p.requires_grad_(False)
         self.dtype = next(self.model.parameters()).dtype
         self.min_distance = min_distance
-        self._topology: Graph | None = None  # cached anchors of the current system
+        self._topology: Graph | None = None  # coarse topology of the last bond graph seen (a cache)
         self._key = None
 
-    def reset_anchors(self) -> None:
-        """Forget the cached anchors: the next calculation chooses them again from its structure."""
-        self._topology, self._key = None, None
-
     def graph(self, atoms: Atoms) -> Graph:
-        """The model-ready graph of ``atoms`` (neighbour list rebuilt; anchors reused per the lifecycle)."""
+        """The model-ready graph of ``atoms``: neighbour list and coarse topology of this structure."""
         g = frame_graph(atoms, self.model.cutoff, keys=None, min_distance=self.min_distance)
         self.model.check_species(g.species)
-        key = (tuple(atoms.numbers.tolist()), tuple(bool(p) for p in atoms.pbc))
         if len(self.model.levels):
-            if self._topology is None or key != self._key:
+            bonds = bond_graph(g.positions.double().numpy(), g.species.numpy(), g.cell[0].double().numpy(),
+                               g.pbc[0].numpy())
+            system = (atoms.numbers.tobytes(), tuple(bool(p) for p in atoms.pbc))
+            key = (system, bonds.key())
+            if key != self._key:
+                if self._key is not None and self._key[0] == system:
+                    warnings.warn("the bond topology changed (a bond formed or broke): the coarse graph was "
+                                  "rebuilt and the energy may step here", RuntimeWarning, stacklevel=2)
                 self._topology, self._key = self.model.prepare(g), key
             top = self._topology
-            g.component, g.anchors, g.home = top.component, top.anchors, top.home
+            g.component, g.coarse, g.topology_key = top.component, top.coarse, top.topology_key
         return g.to(self.device, self.dtype)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

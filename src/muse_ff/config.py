@@ -62,14 +62,15 @@ class LevelConfig(_Strict):
     Attributes:
         ratio: about one coarse node per ``ratio`` nodes of the finer level.
         cutoff: radius (Å) of this level's coarse radius graph; default twice the finer level's.
-        reach: radius (Å) within which a fine node is assigned to anchors; default = ``cutoff`` / 2.
-        sigma: width (Å) of the Gaussian assignment kernel; default = ``reach`` / 2.5.
-        anchors: ``"bond-fps"`` (farthest-point sampling over the covalent bond graph inside each covalently
-            connected component, fixed for a system) or ``"spatial-fps"`` (spatial farthest-point sampling
-            with periodic images across the whole structure: for reactive systems, and to merge small
-            molecules). Default: ``"bond-fps"`` for the first coarse level, ``"spatial-fps"`` above it (with
-            bond-fps a level can never merge separate molecules, so a liquid of small molecules would not
-            coarsen beyond one node per molecule).
+        hops: assignment radius in bonds: a node may be assigned to a coarse node whose seed group is within
+            ``hops`` bonds of it, and every atom is within ``hops`` bonds of a seed (default 4 for the first
+            coarse level, doubling per level).
+        sigma: width (Å) of the Gaussian assignment kernel; default = ``cutoff`` / 5.
+        anchors: ``"topology"`` (the only kind): coarse nodes chosen from the covalent topology alone (see
+            :mod:`muse_ff.nn.coarsening`). ``"bond-fps"`` is read as ``"topology"`` (older configs);
+            ``"spatial-fps"`` (geometry-dependent anchors) was removed because it made the energy depend on
+            the calculator's history.
+        reach: not used (kept so that older configs load); topological levels use ``hops``.
         backbone: this level's backbone; default the level-0 backbone (same class, own weights).
         min_nodes: fewest coarse nodes a structure must have at this level (default 1: a small molecule
             may be one coarse node); a structure with fewer raises a clear error.
@@ -80,13 +81,23 @@ class LevelConfig(_Strict):
     ratio: float = Field(8.0, gt=1.0)
     cutoff: float | None = Field(None, gt=0)
     reach: float | None = Field(None, gt=0)
+    hops: int | None = Field(None, ge=1, le=24)
     sigma: float | None = Field(None, gt=0)
-    anchors: Literal["bond-fps", "spatial-fps"] | None = None
+    anchors: Literal["topology", "bond-fps", "spatial-fps"] | None = None
     backbone: BackboneConfig | None = None
     min_nodes: int = Field(1, ge=1)
     dispersion: bool = False
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
+
+    @field_validator("anchors")
+    @classmethod
+    def _anchors(cls, v: Any) -> Any:
+        if v == "spatial-fps":
+            raise ValueError("'spatial-fps' anchors were removed: they depended on the geometry the calculator "
+                             "saw first; coarse levels are now chosen from the covalent topology "
+                             "(anchors: topology, the default)")
+        return v
 
 
 class HeadConfig(_Strict):
@@ -153,14 +164,9 @@ class ModelConfig(_Strict):
             cuts.append(lev.cutoff if lev.cutoff is not None else 2.0 * cuts[-1])
         return cuts
 
-    def level_reaches(self) -> list[float]:
-        """Assignment reach (Å) of every coarse level (default: half the level's cutoff)."""
-        cuts = self.level_cutoffs()
-        return [lev.reach if lev.reach is not None else cuts[k + 1] / 2.0 for k, lev in enumerate(self.levels)]
-
-    def level_anchors(self) -> list[str]:
-        """Anchor kind of every coarse level (defaults: bond-fps for the first, spatial-fps above)."""
-        return [lev.anchors or ("bond-fps" if k == 0 else "spatial-fps") for k, lev in enumerate(self.levels)]
+    def level_hops(self) -> list[int]:
+        """Assignment radius in bonds of every coarse level (default 4, doubling per level)."""
+        return [lev.hops if lev.hops is not None else 4 * 2**k for k, lev in enumerate(self.levels)]
 
     @model_validator(mode="after")
     def _grow(self) -> "ModelConfig":

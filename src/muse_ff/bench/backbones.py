@@ -110,7 +110,7 @@ def load(path: Path, quick: bool) -> dict[str, list[Atoms]]:
 def time_per_evaluation(model_path: Path, frames: list[Atoms], warmup: int = WARMUP) -> float:
     """Mean wall seconds of one energy + forces evaluation of a single frame through the ASE calculator.
 
-    Each frame is a new structure (graph, neighbour list and, for MuSE, anchors and coarse levels built
+    Each frame is a new structure (graph, neighbour list and, for MuSE, the coarse topology and coarse levels built
     afresh); the first ``warmup`` calls are not timed."""
     from muse_ff.calculator import MuSECalculator
 
@@ -118,7 +118,7 @@ def time_per_evaluation(model_path: Path, frames: list[Atoms], warmup: int = WAR
 
     def once(a: Atoms) -> None:
         atoms = Atoms(numbers=a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc)
-        calc.reset_anchors()
+        calc._key = None  # time the coarse topology too, as for a structure never seen
         atoms.calc = calc
         atoms.get_forces()
 

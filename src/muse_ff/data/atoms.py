@@ -10,7 +10,7 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from muse_ff.data.graph import Graph
+from muse_ff.data.graph import Graph, LevelTopology
 from muse_ff.data.neighbors import neighbor_list
 
 #: default minimum interatomic distance (Å) below which a structure is rejected as overlapping
@@ -148,14 +148,21 @@ def collate(graphs: Sequence[Graph]) -> Graph:
     if has_comp:
         comp_off = torch.tensor([0] + [int(g.component.max()) + 1 for g in graphs]).cumsum(0)
         comp = torch.cat([g.component + comp_off[k] for k, g in enumerate(graphs)])
-    n_levels = min(len(g.anchors) for g in graphs)
-    anchors, home = [], []
+    n_levels = min(len(g.coarse) for g in graphs)
+    coarse = []
     fine_off = atom_off
     for lev in range(n_levels):
-        coarse_off = torch.tensor([0] + [g.anchors[lev].numel() for g in graphs]).cumsum(0)
-        anchors.append(torch.cat([g.anchors[lev] + fine_off[k] for k, g in enumerate(graphs)]))
-        home.append(torch.cat([g.home[lev] + coarse_off[k] for k, g in enumerate(graphs)]))
+        coarse_off = torch.tensor([0] + [g.coarse[lev].num_nodes for g in graphs]).cumsum(0)
+        coarse.append(LevelTopology(
+            member_atom=torch.cat([g.coarse[lev].member_atom + atom_off[k] for k, g in enumerate(graphs)]),
+            member_node=torch.cat([g.coarse[lev].member_node + coarse_off[k] for k, g in enumerate(graphs)]),
+            member_shift=torch.cat([g.coarse[lev].member_shift for g in graphs]),
+            ref_atom=torch.cat([g.coarse[lev].ref_atom + atom_off[k] for k, g in enumerate(graphs)]),
+            pair_fine=torch.cat([g.coarse[lev].pair_fine + fine_off[k] for k, g in enumerate(graphs)]),
+            pair_coarse=torch.cat([g.coarse[lev].pair_coarse + coarse_off[k] for k, g in enumerate(graphs)]),
+            pair_shift=torch.cat([g.coarse[lev].pair_shift for g in graphs])))
         fine_off = coarse_off
+    keys = [k for g in graphs for k in g.topology_key] if n_levels else []
     return Graph(
         positions=torch.cat([g.positions for g in graphs]),
         species=torch.cat([g.species for g in graphs]),
@@ -170,8 +177,8 @@ def collate(graphs: Sequence[Graph]) -> Graph:
         forces=_cat_label(graphs, "forces", lambda g: (g.num_atoms, 3)),
         stress=_cat_label(graphs, "stress", lambda g: (g.num_frames, 3, 3)),
         component=comp,
-        anchors=anchors,
-        home=home,
+        coarse=coarse,
+        topology_key=keys,
     )
 
 

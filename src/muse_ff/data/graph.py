@@ -24,15 +24,20 @@ The edge vector from receiver ``i`` to sender ``j`` is
 model from these tensors, so forces and stress follow from autograd. The edge list is full (both
 directions present) and contains every pair closer than the cutoff it was built with.
 
-Coarse levels (Soft Coarse-Graining Pooling) add discrete per-system choices, made once like a topology:
+Coarse levels (Soft Coarse-Graining Pooling) add their discrete part, a function of each frame's covalent
+topology (bond graph, elements, pbc), computed by ``MuSEModel.prepare`` (:mod:`muse_ff.nn.coarsening`):
 
-=================  ===============  =======  ================================================
-``component``      [N]              int64    covalently connected component of each atom
-``anchors[k]``     [N_{k+1}]        int64    for coarse level k+1, the index (into level k nodes)
-                                             of each coarse node's anchor
-``home[k]``        [N_k]            int64    for each level-k node, the index of its home
-                                             coarse node at level k+1 (always assignable)
-=================  ===============  =======  ================================================
+==============================  ===========  =======  ================================================
+``component``                   [N]          int64    covalently connected component of each atom
+``coarse[k].member_atom``       [M_k]        int64    atoms of the seed groups of level k+1's nodes
+``coarse[k].member_node``       [M_k]        int64    the level-(k+1) node each member seeds
+``coarse[k].member_shift``      [M_k, 3]     float    image of each member relative to its node's reference
+``coarse[k].ref_atom``          [N_{k+1}]    int64    reference atom of each level-(k+1) node
+``coarse[k].pair_fine``         [P_k]        int64    level-k node of each assignment pair
+``coarse[k].pair_coarse``       [P_k]        int64    level-(k+1) node of each assignment pair
+``coarse[k].pair_shift``        [P_k, 3]     float    image of the fine node in the coarse node's frame
+``topology_key``                [B] list     tuple    hashable bond topology of each frame
+==============================  ===========  =======  ================================================
 
 Level 0 is the atoms (``N_0 = N``).
 """
@@ -42,6 +47,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 import torch
+
+@dataclass
+class LevelTopology:
+    """The discrete part of one coarse level (tensors; see :mod:`muse_ff.data.graph` for the table)."""
+
+    member_atom: torch.Tensor  # [M] atoms of each coarse node's seed group
+    member_node: torch.Tensor  # [M] coarse node of each member
+    member_shift: torch.Tensor  # [M, 3] image of each member relative to its node's reference atom
+    ref_atom: torch.Tensor  # [m] reference atom of each coarse node
+    pair_fine: torch.Tensor  # [P] fine node of each assignment pair
+    pair_coarse: torch.Tensor  # [P] coarse node of each assignment pair
+    pair_shift: torch.Tensor  # [P, 3] image of the fine node in its coarse node's frame
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.ref_atom.numel())
+
+    def to(self, device=None, dtype=None) -> "LevelTopology":
+        f = lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None)  # noqa: E731
+        return LevelTopology(*(f(getattr(self, k)) for k in self.__dataclass_fields__))
+
 
 #: names of optional label fields
 LABEL_FIELDS = ("energy", "forces", "stress")
@@ -64,8 +90,8 @@ class Graph:
     forces: torch.Tensor | None = None
     stress: torch.Tensor | None = None
     component: torch.Tensor | None = None
-    anchors: list[torch.Tensor] = field(default_factory=list)
-    home: list[torch.Tensor] = field(default_factory=list)
+    coarse: list[LevelTopology] = field(default_factory=list)
+    topology_key: list = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -96,8 +122,8 @@ class Graph:
             if isinstance(v, torch.Tensor):
                 cast = dtype if (dtype is not None and v.is_floating_point() and f.name != "energy") else None
                 out[f.name] = v.to(device=device, dtype=cast)
-            elif isinstance(v, list):
-                out[f.name] = [t.to(device=device) for t in v]
+            elif f.name == "coarse":
+                out[f.name] = [t.to(device=device, dtype=dtype) for t in v]
             else:
                 out[f.name] = v
         return Graph(**out)
@@ -105,6 +131,19 @@ class Graph:
     def with_positions(self, positions: torch.Tensor, cell: torch.Tensor | None = None) -> "Graph":
         """Same graph (same edges, shifts, anchors) with new positions (and cell)."""
         return replace(self, positions=positions, cell=self.cell if cell is None else cell)
+
+    def frame(self, b: int) -> "Graph":
+        """Frame ``b`` alone as a single-frame graph (labels and edges; no coarse topology)."""
+        sl = self.frame_slice(b)
+        mask = self.batch[self.edge_index[0]] == b
+        opt = lambda x, s: None if x is None else x[s]  # noqa: E731
+        return Graph(positions=self.positions[sl], species=self.species[sl], cell=self.cell[b:b + 1],
+                     pbc=self.pbc[b:b + 1], batch=torch.zeros(sl.stop - sl.start, dtype=torch.int64,
+                                                             device=self.batch.device),
+                     ptr=torch.tensor([0, sl.stop - sl.start], device=self.ptr.device),
+                     edge_index=self.edge_index[:, mask] - sl.start, shifts=self.shifts[mask],
+                     cutoff=self.cutoff, energy=opt(self.energy, slice(b, b + 1)), forces=opt(self.forces, sl),
+                     stress=opt(self.stress, slice(b, b + 1)))
 
     def frame_slice(self, b: int) -> slice:
         return slice(int(self.ptr[b]), int(self.ptr[b + 1]))

@@ -17,7 +17,7 @@ from torch import nn
 from muse_ff.config import ModelConfig, parse_model_config
 from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate, frame_graph
 from muse_ff.data.graph import Graph
-from muse_ff.nn.anchors import select_anchors
+from muse_ff.nn.coarsening import add_topology
 from muse_ff.nn.backbones import BACKBONES
 from muse_ff.nn.heads import AtomicReference, EnergyHead
 from muse_ff.nn.long_range import LatentEwald
@@ -54,9 +54,9 @@ class MuSEModel(nn.Module):
         fine = self.backbone
         for k, lev in enumerate(config.levels):
             lbb = lev.backbone or bb
-            level = CoarseLevel(lev, config.level_anchors()[k], config.level_reaches()[k],
+            level = CoarseLevel(lev, config.level_hops()[k],
                                 fine_features=fine.out_features, fine_vectors=fine.vector_features,
-                                cutoff=cutoffs[k + 1], fine_cutoff=cutoffs[k],
+                                cutoff=cutoffs[k + 1],
                                 backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
                                     n_in, cut, vector_in_features=n_vec, **b.hparams),
                                 head_hidden=config.head.hidden)
@@ -89,12 +89,12 @@ class MuSEModel(nn.Module):
             raise StructureError(f"unknown element {chemical_symbols[z]!r} (Z={z}): this model knows {shown}")
 
     def prepare(self, graph: Graph) -> Graph:
-        """Add the discrete per-system choices the levels need (components, anchors). Idempotent."""
-        if len(self.levels) == 0 or len(graph.anchors) == len(self.levels):
+        """Add the coarse topology the levels need (a function of each frame's bond graph). Idempotent."""
+        if len(self.levels) == 0 or len(graph.coarse) == len(self.levels):
             return graph
         cfg = self.config
-        return select_anchors(graph, [lev.ratio for lev in cfg.levels], cfg.level_anchors(),
-                              cfg.level_reaches(), [lev.min_nodes for lev in cfg.levels])
+        return add_topology(graph, [lev.ratio for lev in cfg.levels], cfg.level_hops(),
+                            [lev.min_nodes for lev in cfg.levels])
 
     def graph_from_atoms(self, atoms: Atoms | Sequence[Atoms], keys: LabelKeys | None = None,
                          min_distance: float = MIN_DISTANCE) -> Graph:
@@ -120,15 +120,12 @@ class MuSEModel(nn.Module):
         sidx = self.species_index[graph.species]
         out = self.backbone(self.embedding(sidx), graph.edge_index, graph.edge_vectors(positions, cell))
         feats, states = [out], []
-        fine_pos, fine_batch = positions, graph.batch
-        fine_atom = torch.arange(graph.num_atoms, device=positions.device)
-        fine_edges = (graph.edge_index, graph.shifts, graph.cutoff)
+        fine_pos = positions
         for k, level in enumerate(self.levels):
-            state = level.pool(graph, k, fine_pos, fine_batch, fine_atom, cell, feats[-1], fine_edges)
+            state = level.pool(graph, k, positions, fine_pos, cell, feats[-1])
             feats.append(level.run(state, cell))
             states.append(state)
-            fine_pos, fine_batch, fine_atom = state.positions, state.batch, state.atom
-            fine_edges = (state.edge_index, state.shifts, level.cutoff)
+            fine_pos = state.positions
         scalars = [f.scalars for f in feats]
         for k in range(len(self.levels) - 1, -1, -1):  # coarse context flows back to the finer level
             scalars[k] = scalars[k] + self.levels[k].unpool(states[k], scalars[k + 1])
