@@ -18,7 +18,9 @@ How a level is chosen, for each covalently connected component:
    class within ``hops // 2`` bonds of each other merge into one seed group (the three H of a methyl, the
    whole cage of C60), so a chosen set is closed under the molecule's symmetry and no two seeds sit within
    ``hops // 2`` bonds. Sampling stops once the component has about ``n / ratio`` seeds and every atom is
-   within ``hops`` bonds of one, or when no class is far enough from the chosen ones.
+   within ``hops`` bonds of one, or when no class is far enough from the chosen ones. A class that would take
+   the count past ``max(2 n / ratio, n / ratio + 8)`` ends the sampling if every atom is already covered;
+   otherwise a finite molecule takes it whole anyway (more seeds, symmetry kept).
 4. **Crystals** (a component that percolates through the periodic boundaries, such as a graphene sheet or
    bulk Si) have no finite set of whole classes small enough when every atom is equivalent. When taking a
    class whole would exceed ``max(2 n / ratio, n / ratio + 8)`` seeds, one member of it, the lowest atom index,
@@ -213,7 +215,15 @@ def _select_component(adj: sp.csr_matrix, colours: np.ndarray, src, dst, target:
         members = free[inv == pick]
         new = _merge_groups(adj, members, merge)
         if len(groups) + len(new) > budget and len(new) > 1:
-            new = [members[:1]]  # individualise: one member alone (lowest index), then refine
+            if groups and dist.max() <= hops:
+                break  # covered already: fewer seeds than the target rather than a broken symmetry
+            if not percolating:
+                taken[members] = True  # a finite molecule keeps its symmetry, at the cost of more seeds
+                groups.extend(new)
+                fresh = np.concatenate(new)
+                dist = np.minimum(dist, _hops_from(adj, fresh))
+                continue
+            new = [members[:1]]  # a crystal: individualise one member (lowest index), then refine
             taken[members[0]] = True
             colours = refine_colours(src, dst, colours * 2 + taken)
         else:

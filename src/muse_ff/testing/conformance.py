@@ -11,6 +11,13 @@ stress against finite strain, the Hessian against finite differences of forces, 
 translation and permutation, batch == unbatched, no gradient leaks across frames in a batch, extensivity
 (two copies far apart give twice the energy), continuity of energy and forces as a pair crosses the
 cutoff, and energy conservation in a short NVE (velocity Verlet) run.
+
+The energy is a function of the structure alone, checked on symmetric structures too: permutations of a
+graphene flake, flake + benzene, C60, benzene, a periodic graphene sheet and a water box; Hessians with the
+molecule's full point group (benzene, CH4, SF6, C60: degenerate modes stay degenerate); a 3-fold periodic
+methyl rotor; exact extensivity for N copies, free and periodic; the same energy free and in a large box; and
+no history (a calculator reused over conformers, or the graph a training frame becomes, gives the energy of
+a fresh calculator).
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ except ImportError:  # pragma: no cover - older ase
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
+from muse_ff.analysis.vibrations import harmonic_analysis
 from muse_ff.calculator import MuSECalculator
 from muse_ff.nn.model import build_model
 from muse_ff.physics.derivatives import energy_and_derivatives
+from muse_ff.testing.symmetry import symmetric_molecule, symmetrised_hessian
 
 #: a small, fast PaiNN for tests
 SMALL_PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
@@ -72,6 +81,68 @@ def test_periodic(seed: int = 0) -> Atoms:
     atoms.set_cell(cell, scale_atoms=True)
     atoms.rattle(0.05, seed=seed)
     return atoms
+
+
+def symmetric_structure(name: str) -> Atoms:
+    """Symmetric structures for the permutation tests (free unless named periodic)."""
+    from ase.build import graphene
+
+    from muse_ff.datasets.graphene import flake
+
+    if name == "flake":
+        return flake(7.5)  # C54H18
+    if name == "flake+benzene":
+        ben = molecule("C6H6")
+        ben.translate(np.array([0.0, 0.0, 3.4]) - ben.positions.mean(axis=0))
+        return flake(7.5) + ben
+    if name == "C60":
+        return symmetric_molecule(molecule("C60"))[0]
+    if name == "benzene":
+        return symmetric_molecule(molecule("C6H6"))[0]
+    if name == "graphene-periodic":
+        sheet = graphene(size=(6, 6, 1), vacuum=6.0)
+        sheet.pbc = True
+        return sheet
+    if name == "water-box":
+        rng = np.random.default_rng(0)
+        grid = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3) * 3.1 + 0.8
+        box = Atoms(cell=np.eye(3) * 6.2, pbc=True)
+        for x in grid:
+            w = molecule("H2O")
+            w.rotate(rng.uniform(0, 360), rng.normal(size=3), center="COP")
+            w.translate(x - w.positions.mean(axis=0))
+            box += w
+        return box
+    if name == "rattled-cluster":
+        return test_molecule(7)
+    raise KeyError(name)
+
+
+def methyl_rotor(angle: float) -> Atoms:
+    """Acetaldehyde with an ideal methyl rotated by ``angle`` degrees about its C-C axis (E is 120-periodic)."""
+    atoms = molecule("CH3CHO")
+    atoms.rattle(0.02, seed=3)
+    c_me = int(np.argmax([np.sum(atoms.numbers[np.linalg.norm(atoms.positions - p, axis=1) < 1.2] == 1)
+                          if z == 6 else -1 for z, p in zip(atoms.numbers, atoms.positions)]))
+    d = np.linalg.norm(atoms.positions - atoms.positions[c_me], axis=1)
+    hs = np.flatnonzero((atoms.numbers == 1) & (d < 1.2))
+    c_other = int(np.flatnonzero((atoms.numbers == 6) & (np.arange(len(atoms)) != c_me))[0])
+    axis = atoms.positions[c_me] - atoms.positions[c_other]
+    axis /= np.linalg.norm(axis)
+    first = atoms.positions[hs[0]] - atoms.positions[c_me]
+    for k, h in enumerate(hs):
+        atoms.positions[h] = atoms.positions[c_me] + _rotate(first, axis, 120.0 * k + angle)
+    return atoms
+
+
+def _rotate(v: np.ndarray, axis: np.ndarray, degrees: float) -> np.ndarray:
+    t = np.radians(degrees)
+    return v * np.cos(t) + np.cross(axis, v) * np.sin(t) + axis * (axis @ v) * (1 - np.cos(t))
+
+
+def sulfur_hexafluoride() -> Atoms:
+    d = 1.56
+    return Atoms("SF6", positions=[[0, 0, 0], [d, 0, 0], [-d, 0, 0], [0, d, 0], [0, -d, 0], [0, 0, d], [0, 0, -d]])
 
 
 test_molecule.__test__ = False  # builders, not tests
@@ -256,3 +327,72 @@ class ModelConformance:
         drift = np.ptp(etot)
         assert np.ptp(epot) > 1e-3  # the run actually explores the surface
         assert drift < 0.02 * np.ptp(epot) + 1e-6
+
+    # ------------------------------------------------------------------ a function of the structure alone
+    @pytest.mark.parametrize("name", ["flake", "flake+benzene", "C60", "benzene", "graphene-periodic",
+                                      "water-box", "rattled-cluster"])
+    def test_permutation_invariance_on_symmetric_structures(self, model, name):
+        atoms = symmetric_structure(name)
+        e0 = self._energy(model, atoms)
+        f0 = MuSECalculator(model).get_forces(atoms)
+        for seed in (11, 12):
+            perm = np.random.default_rng(seed).permutation(len(atoms))
+            calc = MuSECalculator(model)
+            assert abs(calc.get_potential_energy(atoms[perm]) - e0) < 1e-10 * max(1.0, abs(e0))
+            if name != "graphene-periodic":  # see docs/ARCHITECTURE.md: crystals individualise one atom
+                np.testing.assert_allclose(calc.get_forces(atoms[perm]), f0[perm], atol=1e-9)
+
+    @pytest.mark.parametrize("name", ["benzene", "CH4", "SF6", "C60"])
+    def test_hessian_keeps_the_point_group(self, model, name):
+        base = sulfur_hexafluoride() if name == "SF6" else molecule("C6H6" if name == "benzene" else name)
+        atoms, ops = symmetric_molecule(base)
+        assert len(ops) in {"benzene": (12,), "CH4": (12,), "SF6": (24,), "C60": (60,)}[name]
+        hess = MuSECalculator(model).get_hessian(atoms)
+        sym = symmetrised_hessian(hess, ops)
+        assert np.abs(hess - sym).max() < 1e-9 * max(1.0, np.abs(hess).max())
+        freq = harmonic_analysis(hess, atoms.get_masses(), atoms.positions).frequencies_cm1
+        freq_sym = harmonic_analysis(sym, atoms.get_masses(), atoms.positions).frequencies_cm1
+        assert np.abs(freq - freq_sym).max() < 0.01  # degenerate modes stay degenerate (cm^-1)
+
+    def test_methyl_rotor_is_threefold_periodic(self, model):
+        for angle in (7.0, 31.0):
+            e = [self._energy(model, methyl_rotor(angle + 120.0 * k)) for k in range(3)]
+            assert np.ptp(e) < 1e-10 * max(1.0, abs(e[0]))
+        assert abs(self._energy(model, methyl_rotor(7.0)) - self._energy(model, methyl_rotor(31.0))) > 0
+
+    def test_extensivity_exact_for_n_copies_free_and_periodic(self, model):
+        atoms = test_molecule()
+        e1 = self._energy(model, atoms)
+        many = atoms.copy()
+        for k in range(1, 3):
+            other = atoms.copy()
+            other.translate([k * self.extensivity_separation, 0.0, 0.0])
+            many += other
+        assert abs(self._energy(model, many) - 3 * e1) < 1e-10 * abs(3 * e1)
+        boxed = many.copy()
+        boxed.cell = np.diag([3 * self.extensivity_separation, 2 * self.extensivity_separation,
+                              2 * self.extensivity_separation])
+        boxed.pbc = True
+        assert abs(self._energy(model, boxed) - 3 * e1) < 1e-10 * abs(3 * e1)
+
+    def test_same_energy_free_and_in_a_large_box(self, model):
+        atoms = test_molecule()
+        e_free = self._energy(model, atoms)
+        for size in (30.0, 60.0):
+            boxed = atoms.copy()
+            boxed.cell = np.eye(3) * size
+            boxed.pbc = True
+            boxed.center()
+            assert abs(self._energy(model, boxed) - e_free) < 1e-10 * max(1.0, abs(e_free))
+
+    def test_no_history_calculator_reuse_and_training_graph(self, model):
+        frames = [test_molecule(seed) for seed in range(4)]
+        reused = MuSECalculator(model)
+        for atoms in frames:
+            fresh = self._energy(model, atoms)
+            atoms.calc = reused
+            assert abs(atoms.get_potential_energy() - fresh) < 1e-12 * max(1.0, abs(fresh))
+        graph = model.graph_from_atoms(frames)  # the graph a training batch of these frames becomes
+        trained_on = model(graph)["energy"].detach().numpy()
+        np.testing.assert_allclose(trained_on, [self._energy(model, a) for a in frames], rtol=1e-12)
+
