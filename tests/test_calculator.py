@@ -53,19 +53,25 @@ def test_langevin_md_runs_and_keeps_atoms_finite(small_muse):
     assert np.isfinite(atoms.positions).all() and np.isfinite(atoms.get_potential_energy())
 
 
-def test_anchors_fixed_along_trajectory_and_reset_on_new_species(small_muse):
+def test_coarse_topology_cached_per_bond_graph_and_rebuilt_when_bonds_change(small_muse):
     calc = MuSECalculator(small_muse)
     atoms = molecule("CH3CH2OH")
     atoms.calc = calc
     atoms.get_potential_energy()
-    first = [a.clone() for a in calc._topology.anchors]
-    atoms.positions[:] += np.random.default_rng(0).normal(scale=0.3, size=atoms.positions.shape)
+    first = calc._topology
+    atoms.positions[:] += np.random.default_rng(0).normal(scale=0.03, size=atoms.positions.shape)
     atoms.get_potential_energy()
-    assert all((a == b).all() for a, b in zip(first, calc._topology.anchors))
-    other = molecule("CH3CH2OCH3")
-    other.calc = calc
-    other.get_potential_energy()
-    assert calc._topology.anchors[0].numel() != 0 and calc._key[0] == tuple(other.numbers)
+    assert calc._topology is first  # same bonds: same coarse topology, reused
+    broken = atoms.copy()
+    o = int(np.flatnonzero(broken.numbers == 8)[0])
+    h = int(np.argsort(np.linalg.norm(broken.positions - broken.positions[o], axis=1))[1])
+    broken.positions[h] += 2.0 * (broken.positions[h] - broken.positions[o])
+    broken.calc = calc
+    with pytest.warns(RuntimeWarning, match="bond topology changed"):
+        broken.get_potential_energy()
+    assert calc._topology is not first
+    fresh = MuSECalculator(small_muse).get_potential_energy(broken)
+    assert broken.get_potential_energy() == pytest.approx(fresh, abs=1e-6)
 
 
 def test_calculator_raises_on_element_the_model_does_not_know():

@@ -1,4 +1,4 @@
-"""Soft Coarse-Graining Pooling: weights, anchors, smoothness across anchor boundaries, receptive field."""
+"""Soft Coarse-Graining Pooling: weights, the coarse topology, smoothness, receptive field."""
 
 import numpy as np
 import pytest
@@ -8,8 +8,7 @@ from ase.build import molecule
 
 from muse_ff import MuSECalculator, build_model
 from muse_ff.datasets.graphene import flake
-from muse_ff.nn.anchors import CoarseLevelError, select_frame_anchors
-from muse_ff.nn.pooling import AnchorReachError
+from muse_ff.nn.coarsening import CoarseLevelError, bond_graph, frame_topology, refine_colours
 from muse_ff.physics import energy_and_derivatives, hessian_vector_product
 
 PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
@@ -21,9 +20,9 @@ def benzene_at(x: float, height: float = 3.4) -> Atoms:
     return b
 
 
-def _model(anchors="bond-fps", levels=2, seed=0):
+def _model(levels=2, seed=0):
     torch.manual_seed(seed)
-    lev = {"ratio": 6, "anchors": anchors}  # the same kind at both levels
+    lev = {"ratio": 6}
     model = build_model({"backbone": PAINN, "levels": [lev] * levels, "dtype": "float64"})
     model.reference.set(scale=1.0)
     return model.eval()
@@ -43,44 +42,85 @@ def test_weights_nonnegative_normalised_and_every_atom_assigned():
         n_fine = state.positions.shape[0]
 
 
-def test_bond_fps_keeps_assignments_inside_covalent_components():
+def test_assignments_stay_inside_covalent_components():
     model = _model()
     atoms = flake(7.0) + benzene_at(0.0)
     graph = model.graph_from_atoms(atoms)
-    state = model.coarse_grain(graph)[0]
+    topo = graph.coarse[0]
     comp = graph.component
-    anchor_comp = comp[graph.anchors[0]]
-    assert torch.equal(comp[state.pair_fine], anchor_comp[state.pair_coarse])
-    # benzene (12 atoms, ratio 6) gets its own two coarse nodes, whatever its height
-    assert (anchor_comp == comp[-1]).sum() == 2
+    node_comp = comp[topo.ref_atom]
+    assert torch.equal(comp[topo.pair_fine], node_comp[topo.pair_coarse])
+    assert torch.equal(comp[topo.member_atom], node_comp[topo.member_node])
+    # benzene (12 atoms, ratio 6): its ring carbons are one seed group, and its hydrogens, one bond away,
+    # are too close to seed a second node, so the whole molecule is one coarse node, centred on the ring
+    assert (node_comp == comp[-1]).sum() == 1
+    assert (topo.member_node[comp[topo.member_atom] == comp[-1]]).numel() == 6
 
 
-def test_small_molecule_is_one_coarse_node():
-    comp, anchors, home = select_frame_anchors(molecule("H2O").positions, molecule("H2O").numbers,
-                                               np.zeros((3, 3)), np.zeros(3, bool), [8.0], ["bond-fps"], [5.0])
-    assert len(anchors[0]) == 1 and (home[0] == 0).all()
+def _topology(atoms, ratios=(6.0, 4.0), hops=(4, 8)):
+    return frame_topology(atoms.positions, atoms.numbers, atoms.cell[:], atoms.pbc, list(ratios), list(hops))
 
 
-def test_anchor_choice_is_invariant_to_atom_order_and_rotation():
+def test_small_molecule_is_one_coarse_node_with_all_atoms_as_seed():
+    _, levels, _ = _topology(molecule("H2O"), ratios=(8.0,), hops=(4,))
+    assert levels[0].num_nodes == 1 and levels[0].member_atom.tolist() == [0, 1, 2]
+    assert levels[0].pair_fine.tolist() == [0, 1, 2]
+
+
+def test_colour_classes_do_not_depend_on_atom_order():
+    atoms = flake(7.0)
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    bg, bgp = (bond_graph(a.positions, a.numbers, np.zeros((3, 3)), np.zeros(3, bool)) for a in (atoms, atoms[perm]))
+    col = refine_colours(bg.src, bg.dst, atoms.numbers)
+    colp = refine_colours(bgp.src, bgp.dst, atoms.numbers[perm])
+    assert np.array_equal(col[perm], colp)
+    assert len(np.unique(col)) > 2  # refinement separates more than the two elements
+
+
+def test_coarse_topology_is_a_function_of_the_bond_graph():
+    """Same seed groups and pairs for permuted, rotated and deformed (same bonds) copies."""
     atoms = flake(7.0)
     atoms.rattle(0.02, seed=0)
-    pbc, cell = np.zeros(3, bool), np.zeros((3, 3))
-    _, anchors, _ = select_frame_anchors(atoms.positions, atoms.numbers, cell, pbc, [6.0, 4.0], ["bond-fps"] * 2,
-                                         [5.0, 10.0])
+
+    def canon(a, order):
+        _, levels, _ = _topology(a)
+        out = []
+        for t in levels:  # seed groups as sets of original atom indices (order[new index] = original)
+            groups = sorted(tuple(sorted(order[t.member_atom[t.member_node == c].numpy()].tolist()))
+                            for c in range(t.num_nodes))
+            out.append(groups)
+        return out
+
+    ident = np.arange(len(atoms))
+    ref = canon(atoms, ident)
     perm = np.random.default_rng(0).permutation(len(atoms))
-    _, anchors_p, _ = select_frame_anchors(atoms.positions[perm], atoms.numbers[perm], cell, pbc, [6.0, 4.0],
-                                           ["bond-fps"] * 2, [5.0, 10.0])
-    assert sorted(perm[anchors_p[0]].tolist()) == sorted(anchors[0].tolist())
+    assert canon(atoms[perm], perm) == ref
     q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
-    _, anchors_r, _ = select_frame_anchors(atoms.positions @ q.T + 5.0, atoms.numbers, cell, pbc, [6.0, 4.0],
-                                           ["bond-fps"] * 2, [5.0, 10.0])
-    assert anchors_r[0].tolist() == anchors[0].tolist() and anchors_r[1].tolist() == anchors[1].tolist()
+    moved = atoms.copy()
+    moved.positions = atoms.positions @ q.T + 5.0
+    moved.rattle(0.05, seed=2)  # another conformation, same bonds
+    assert canon(moved, ident) == ref
 
 
-@pytest.mark.parametrize("anchors", ["bond-fps", "spatial-fps"])
-def test_smooth_when_molecule_slides_over_flake_across_anchor_boundaries(anchors):
+def test_every_fine_node_has_an_assignment_pair():
+    atoms = flake(7.0) + benzene_at(0.0)
+    _, levels, _ = _topology(atoms)
+    n = len(atoms)
+    for t in levels:
+        assert set(t.pair_fine.tolist()) == set(range(n))
+        n = t.num_nodes
+
+
+def test_small_periodic_crystal_takes_whole_classes():
+    from ase.build import bulk
+
+    _, levels, _ = _topology(bulk("Si", "diamond", a=5.43, cubic=True), ratios=(8.0,), hops=(4,))
+    assert levels[0].num_nodes == 8  # every atom equivalent: no subset would keep the symmetry
+
+
+def test_smooth_when_molecule_slides_over_flake():
     """Energy, forces and curvature along a fine lateral path are continuous (no jumps from pooling)."""
-    model = _model(anchors)
+    model = _model()
     base = flake(7.0)
     calc = MuSECalculator(model)
     xs = np.linspace(-1.5, 1.5, 81)
@@ -89,7 +129,7 @@ def test_smooth_when_molecule_slides_over_flake_across_anchor_boundaries(anchors
     energies, fx, curv, npairs = [], [], [], []
     for x in xs:
         atoms = base + benzene_at(x)
-        atoms.calc = calc  # anchors fixed at the first frame, as in MD
+        atoms.calc = calc
         energies.append(atoms.get_potential_energy())
         fx.append(atoms.get_forces()[len(base):, 0].sum())
         graph = calc.graph(atoms)
@@ -106,13 +146,12 @@ def test_smooth_when_molecule_slides_over_flake_across_anchor_boundaries(anchors
     np.testing.assert_allclose(np.diff(fx) / h, -0.5 * (curv[1:] + curv[:-1]), atol=0.02 * np.abs(curv).max() + 1e-6)
     # a jump in the curvature would show in its second difference as large as in its first difference
     assert np.abs(np.diff(curv, 2)).max() < 0.25 * np.abs(np.diff(curv)).max()
-    if anchors == "spatial-fps":  # assignments really change along the path
-        assert len(set(npairs)) > 1
+    assert len(set(npairs)) == 1  # the coarse topology does not change while the bonds do not
 
 
 def test_receptive_field_reaches_30_angstrom_under_muse_only():
-    """Moving the far end of a 40 Å alkane chain changes the atomic energies of the near end under MuSE."""
-    chain = _alkane(32)
+    """Moving the far end of a 34 Å alkane chain changes the atomic energies of the near end under MuSE."""
+    chain = _alkane(27)
     far_end = int(np.argmax(chain.positions[:, 0]))
     near = np.flatnonzero(chain.positions[:, 0] < chain.positions[:, 0].min() + 3.0)
     moved = chain.copy()
@@ -165,24 +204,6 @@ def test_energy_split_by_level_sums_to_total_and_per_atom():
     torch.testing.assert_close(out["energy_levels"].sum(1), out["energy"])
     torch.testing.assert_close(out["node_energy"].sum(), out["energy"][0])
     assert (out["energy_levels"][0, 1:].abs() > 0).all()  # the coarse levels contribute
-
-
-def test_raises_if_periodic_atom_leaves_reach_of_its_anchor():
-    torch.manual_seed(0)
-    model = build_model({"backbone": PAINN, "levels": [{"reach": 1.2}], "dtype": "float64"})
-    water = molecule("H2O", vacuum=4.0)
-    water.pbc = True
-    calc = MuSECalculator(model)
-    water.calc = calc
-    water.get_potential_energy()
-    o = int(np.flatnonzero(water.numbers == 8)[0])
-    h = int(np.flatnonzero(water.numbers == 1)[0])
-    water.positions[h] = water.positions[o] + 1.5 * (water.positions[h] - water.positions[o]) / np.linalg.norm(
-        water.positions[h] - water.positions[o])
-    with pytest.raises(AnchorReachError, match="home anchor beyond the pooling reach"):
-        water.get_potential_energy()
-    calc.reset_anchors()  # choosing anchors again for the new geometry works
-    assert np.isfinite(water.get_potential_energy())
 
 
 def test_raises_if_level_has_fewer_nodes_than_required():
