@@ -28,7 +28,8 @@ How a level is chosen, for each covalently connected component:
    refinement, as in canonical graph labelling). Later classes are then orbits around the chosen atoms. On a
    perfect crystal every such choice is related by a symmetry of the crystal, so the energy does not depend
    on it; on a distorted crystal whose bond graph is more symmetric than its geometry it can (measured in
-   docs/ARCHITECTURE.md). Small crystal cells (few enough classes) take whole classes and stay exact.
+   docs/ARCHITECTURE.md). Small crystal cells (few enough classes) take whole classes at the first coarse
+   level and stay exact there; a crystal's coarser level has at most half the nodes of the finer one.
 
 Coarser levels are chosen the same way from the atoms' bond graph, with ``ratio`` the product of the ratios
 so far and the level's own ``hops``; assignment pairs between a level-k node and a level-(k+1) node exist
@@ -181,14 +182,19 @@ def _merge_groups(adj: sp.csr_matrix, members: np.ndarray, merge: int) -> list[n
 
 
 def _select_component(adj: sp.csr_matrix, colours: np.ndarray, src, dst, target: int, hops: int,
-                      percolating: bool) -> list[np.ndarray]:
-    """Seed groups (local indices) of one component. See the module docstring for the rule."""
+                      percolating: bool, finer: int | None = None) -> list[np.ndarray]:
+    """Seed groups (local indices) of one component. See the module docstring for the rule.
+
+    ``finer``: the component's node count at the finer level; a crystal's level never has more than half
+    of it (a coarse level must be coarser), individualising when whole classes would break that."""
     n = adj.shape[0]
     if target <= 1 and not percolating:
         return [np.arange(n)]
     merge = 0 if percolating else hops // 2
     separation = hops // 2 + 1
     budget = max(2 * target, target + 8)
+    if percolating and finer is not None:
+        budget = max(1, min(budget, finer // 2))
     degree = np.diff(adj.indptr)
     leaves = np.flatnonzero(degree <= 1)
     depth = _hops_from(adj, leaves) if len(leaves) else np.zeros(n)
@@ -246,8 +252,11 @@ class Groups:
     component: np.ndarray
 
 
-def select_groups(bg: BondGraph, numbers: np.ndarray, ratio: float, hops: int) -> Groups:
-    """Seed groups of one coarse level (``ratio``: atoms per coarse node, accumulated over levels)."""
+def select_groups(bg: BondGraph, numbers: np.ndarray, ratio: float, hops: int,
+                  finer: Groups | None = None) -> Groups:
+    """Seed groups of one coarse level (``ratio``: atoms per coarse node, accumulated over levels;
+    ``finer``: the finer coarse level's groups, if any)."""
+    finer_count = None if finer is None else np.bincount(finer.component, minlength=len(bg.percolating))
     colours = refine_colours(bg.src, bg.dst, numbers)
     by_comp = np.argsort(bg.component, kind="stable")  # atoms of each component contiguous, in index order
     bounds = np.searchsorted(bg.component[by_comp], np.arange(len(bg.percolating) + 1))
@@ -267,7 +276,8 @@ def select_groups(bg: BondGraph, numbers: np.ndarray, ratio: float, hops: int) -
         else:
             e0, e1 = int(ebounds[c]), int(ebounds[c + 1])
             chosen = _select_component(adj[lo:hi, lo:hi].tocsr(), colours[atoms], esrc[e0:e1] - lo,
-                                       edst[e0:e1] - lo, target, hops, bool(bg.percolating[c]))
+                                       edst[e0:e1] - lo, target, hops, bool(bg.percolating[c]),
+                                       None if finer_count is None else int(finer_count[c]))
         for g in chosen:
             members = atoms[np.sort(g)]
             atom.append(members)
@@ -349,7 +359,7 @@ def frame_topology(positions, numbers, cell, pbc, ratios, hops, min_nodes=None):
     min_nodes = min_nodes or [1] * len(ratios)
     for k, (ratio, h) in enumerate(zip(ratios, hops)):
         acc *= ratio
-        coarse = select_groups(bg, numbers, acc, h)
+        coarse = select_groups(bg, numbers, acc, h, finer=None if k == 0 else fine)
         if len(coarse.ref_atom) < min_nodes[k]:
             raise CoarseLevelError(
                 f"coarse level {k + 1} has {len(coarse.ref_atom)} node(s) for this structure of {bg.n} atoms, "
