@@ -4,7 +4,7 @@ Systems: benzene 3.4 Å over the C96H24 flake (126 atoms; teacher GFN1-xTB) and 
 Amber14 + GBn2, OpenMM CPU platform). Models: PaiNN, MuSE(PaiNN) and PaiNN+LES with the benchmarks' default size
 (speed does not depend on the weights, so they are not trained here). A step is one energy + forces call
 through the ASE calculator at a new geometry (neighbour lists, and for MuSE the coarse levels, rebuilt;
-anchors kept), as in MD; after a few warm-up steps the wall time of ``steps`` steps is measured.
+coarse topology reused while the bonds stay), as in MD; after a few warm-up steps the wall time of ``steps`` steps is measured.
 Scaling to large systems and the hierarchy's overhead are in docs/SPEED.md.
 """
 
@@ -41,7 +41,7 @@ def systems(data_dir: Path) -> dict[str, tuple[Atoms, str, dict]]:
 
 def time_md(atoms: Atoms, calculator, steps: int, warmup: int) -> float:
     """Wall seconds per MD step: one energy + forces call at a new geometry (positions displaced by 0.01 Å
-    Gaussian noise each step; neighbour lists and coarse levels rebuilt, anchors kept), after ``warmup``.
+    Gaussian noise each step; neighbour lists and coarse levels rebuilt, coarse topology reused), after ``warmup``.
 
     Not a real trajectory: untrained models (speed does not depend on the weights) would blow one up; the
     integrator's own cost is negligible next to the force call."""

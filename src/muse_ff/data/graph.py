@@ -129,7 +129,7 @@ class Graph:
         return Graph(**out)
 
     def with_positions(self, positions: torch.Tensor, cell: torch.Tensor | None = None) -> "Graph":
-        """Same graph (same edges, shifts, anchors) with new positions (and cell)."""
+        """Same graph (same edges, shifts, coarse topology) with new positions (and cell)."""
         return replace(self, positions=positions, cell=self.cell if cell is None else cell)
 
     def frame(self, b: int) -> "Graph":

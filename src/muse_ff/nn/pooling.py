@@ -28,10 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from muse_ff.data.graph import Graph
+from muse_ff.data.graph import Graph, LevelTopology
 from muse_ff.data.neighbors import neighbor_list
 from muse_ff.nn.backbones.base import BackboneOutput
-from muse_ff.nn.coarsening import LevelTopology
 from muse_ff.nn.heads import EnergyHead
 from muse_ff.nn.radial import smooth_cutoff
 
@@ -142,8 +141,8 @@ class CoarseLevel(nn.Module):
         pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) / (r**6 + r0**6)
         return 0.5 * pair.new_zeros(c.shape[0]).index_add_(0, i, pair)
 
-    def _affinity(self, h_fine, h_anchor):
-        return 3.0 * torch.tanh((self.query(h_fine) * self.key(h_anchor)).sum(-1) * self._aff_scale)
+    def _affinity(self, h_fine, h_node):
+        return 3.0 * torch.tanh((self.query(h_fine) * self.key(h_node)).sum(-1) * self._aff_scale)
 
     def pool(self, graph: Graph, k: int, atom_pos, fine_pos, cell, fine: BackboneOutput) -> PoolState:
         """Pool level-k nodes (positions ``fine_pos``, backbone output ``fine``) into this level's nodes;

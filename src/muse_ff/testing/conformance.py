@@ -189,7 +189,7 @@ class ModelConformance:
         def energy(x):
             a = atoms.copy()
             a.set_positions(x)
-            a.calc = calc  # same anchors: they are a per-system choice
+            a.calc = calc
             return a.get_potential_energy()
 
         fd = -fd_derivative(energy, x0, 3e-4).reshape(-1, 3)

@@ -1,7 +1,7 @@
 """Training data: reading extended XYZ, splits, label checks, and a dataset of precomputed graphs.
 
 Each frame becomes a single-frame :class:`~muse_ff.data.graph.Graph` once, before training, with the
-model's neighbour list and its discrete per-system choices (``model.prepare``: components, anchors), so
+model's neighbour list and its discrete per-system choices (``model.prepare``: components, coarse topology), so
 an epoch only batches tensors (:func:`collate_graphs`).
 """
 
