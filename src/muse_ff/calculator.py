@@ -63,7 +63,7 @@ class MuSECalculator(Calculator):
                                   "rebuilt and the energy may step here", RuntimeWarning, stacklevel=2)
                 self._topology, self._key = self.model.prepare(g), key
             top = self._topology
-            g.component, g.coarse, g.topology_key = top.component, top.coarse, top.topology_key
+            g.component, g.coarse = top.component, top.coarse
         return g.to(self.device, self.dtype)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

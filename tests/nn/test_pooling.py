@@ -62,7 +62,7 @@ def _topology(atoms, ratios=(6.0, 4.0), hops=(4, 8)):
 
 
 def test_small_molecule_is_one_coarse_node_with_all_atoms_as_seed():
-    _, levels, _ = _topology(molecule("H2O"), ratios=(8.0,), hops=(4,))
+    _, levels = _topology(molecule("H2O"), ratios=(8.0,), hops=(4,))
     assert levels[0].num_nodes == 1 and levels[0].member_atom.tolist() == [0, 1, 2]
     assert levels[0].pair_fine.tolist() == [0, 1, 2]
 
@@ -83,7 +83,7 @@ def test_coarse_topology_is_a_function_of_the_bond_graph():
     atoms.rattle(0.02, seed=0)
 
     def canon(a, order):
-        _, levels, _ = _topology(a)
+        _, levels = _topology(a)
         out = []
         for t in levels:  # seed groups as sets of original atom indices (order[new index] = original)
             groups = sorted(tuple(sorted(order[t.member_atom[t.member_node == c].numpy()].tolist()))
@@ -104,7 +104,7 @@ def test_coarse_topology_is_a_function_of_the_bond_graph():
 
 def test_every_fine_node_has_an_assignment_pair():
     atoms = flake(7.0) + benzene_at(0.0)
-    _, levels, _ = _topology(atoms)
+    _, levels = _topology(atoms)
     n = len(atoms)
     for t in levels:
         assert set(t.pair_fine.tolist()) == set(range(n))
@@ -114,7 +114,7 @@ def test_every_fine_node_has_an_assignment_pair():
 def test_small_periodic_crystal_takes_whole_classes():
     from ase.build import bulk
 
-    _, levels, _ = _topology(bulk("Si", "diamond", a=5.43, cubic=True), ratios=(8.0,), hops=(4,))
+    _, levels = _topology(bulk("Si", "diamond", a=5.43, cubic=True), ratios=(8.0,), hops=(4,))
     assert levels[0].num_nodes == 8  # every atom equivalent: no subset would keep the symmetry
 
 

@@ -162,7 +162,6 @@ def collate(graphs: Sequence[Graph]) -> Graph:
             pair_coarse=torch.cat([g.coarse[lev].pair_coarse + coarse_off[k] for k, g in enumerate(graphs)]),
             pair_shift=torch.cat([g.coarse[lev].pair_shift for g in graphs])))
         fine_off = coarse_off
-    keys = [k for g in graphs for k in g.topology_key] if n_levels else []
     return Graph(
         positions=torch.cat([g.positions for g in graphs]),
         species=torch.cat([g.species for g in graphs]),
@@ -178,7 +177,6 @@ def collate(graphs: Sequence[Graph]) -> Graph:
         stress=_cat_label(graphs, "stress", lambda g: (g.num_frames, 3, 3)),
         component=comp,
         coarse=coarse,
-        topology_key=keys,
     )
 
 

@@ -36,7 +36,6 @@ topology (bond graph, elements, pbc), computed by ``MuSEModel.prepare`` (:mod:`m
 ``coarse[k].pair_fine``         [P_k]        int64    level-k node of each assignment pair
 ``coarse[k].pair_coarse``       [P_k]        int64    level-(k+1) node of each assignment pair
 ``coarse[k].pair_shift``        [P_k, 3]     float    image of the fine node in the coarse node's frame
-``topology_key``                [B] list     tuple    hashable bond topology of each frame
 ==============================  ===========  =======  ================================================
 
 Level 0 is the atoms (``N_0 = N``).
@@ -91,7 +90,6 @@ class Graph:
     stress: torch.Tensor | None = None
     component: torch.Tensor | None = None
     coarse: list[LevelTopology] = field(default_factory=list)
-    topology_key: list = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:

@@ -220,20 +220,15 @@ def _select_component(adj: sp.csr_matrix, colours: np.ndarray, src, dst, target:
         pick = pick[eligible[pick]][0]
         members = free[inv == pick]
         new = _merge_groups(adj, members, merge)
-        if len(groups) + len(new) > budget and len(new) > 1:
-            if groups and dist.max() <= hops:
-                break  # covered already: fewer seeds than the target rather than a broken symmetry
-            if not percolating:
-                taken[members] = True  # a finite molecule keeps its symmetry, at the cost of more seeds
-                groups.extend(new)
-                fresh = np.concatenate(new)
-                dist = np.minimum(dist, _hops_from(adj, fresh))
-                continue
+        over = len(groups) + len(new) > budget and len(new) > 1
+        if over and groups and dist.max() <= hops:
+            break  # covered already: fewer seeds than the target rather than a broken symmetry
+        if over and percolating:
             new = [members[:1]]  # a crystal: individualise one member (lowest index), then refine
             taken[members[0]] = True
             colours = refine_colours(src, dst, colours * 2 + taken)
         else:
-            taken[members] = True
+            taken[members] = True  # whole class (a finite molecule keeps its symmetry even over budget)
         groups.extend(new)
         fresh = np.concatenate(new)
         dist = np.minimum(dist, _hops_from(adj, fresh, limit=dist.max() if np.isfinite(dist.max()) else np.inf))
@@ -252,12 +247,12 @@ class Groups:
     component: np.ndarray
 
 
-def select_groups(bg: BondGraph, numbers: np.ndarray, ratio: float, hops: int,
+def select_groups(bg: BondGraph, colours: np.ndarray, ratio: float, hops: int,
                   finer: Groups | None = None) -> Groups:
     """Seed groups of one coarse level (``ratio``: atoms per coarse node, accumulated over levels;
+    ``colours``: the symmetry classes of the atoms, :func:`refine_colours` of the bond graph;
     ``finer``: the finer coarse level's groups, if any)."""
     finer_count = None if finer is None else np.bincount(finer.component, minlength=len(bg.percolating))
-    colours = refine_colours(bg.src, bg.dst, numbers)
     by_comp = np.argsort(bg.component, kind="stable")  # atoms of each component contiguous, in index order
     bounds = np.searchsorted(bg.component[by_comp], np.arange(len(bg.percolating) + 1))
     local = np.empty(bg.n, dtype=np.int64)
@@ -341,8 +336,8 @@ def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
     ok = k >= 0
     fine_node = fine.member_node[k[ok]]
     image = s[ok] - fine.member_shift[k[ok]]
-    keys = np.unique(_pack(node[ok], fine_node, image, max(n, len(fine.ref_atom))))
-    c, f, img = _unpack(keys, max(n, len(fine.ref_atom)))
+    keys = np.unique(_pack(node[ok], fine_node, image, n))
+    c, f, img = _unpack(keys, n)
     missing = np.setdiff1d(np.arange(len(fine.ref_atom)), f)
     if missing.size:  # cannot happen by construction; fail loudly if it ever does
         raise CoarseLevelError(f"node {int(missing[0])} has no coarse node within {hops} bonds")
@@ -351,15 +346,16 @@ def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
 
 # ---------------------------------------------------------------------------------------------- per frame
 def frame_topology(positions, numbers, cell, pbc, ratios, hops, min_nodes=None):
-    """``(component [n], [LevelTopology per level], bond-graph key)`` of one frame."""
+    """``(component [n], [LevelTopology per level])`` of one frame."""
     numbers = np.asarray(numbers)
     bg = bond_graph(positions, numbers, cell, pbc)
     fine = singletons(bg.n, bg.component)
+    colours = refine_colours(bg.src, bg.dst, numbers)  # the same classes for every level
     levels, acc = [], 1.0
     min_nodes = min_nodes or [1] * len(ratios)
     for k, (ratio, h) in enumerate(zip(ratios, hops)):
         acc *= ratio
-        coarse = select_groups(bg, numbers, acc, h, finer=None if k == 0 else fine)
+        coarse = select_groups(bg, colours, acc, h, finer=None if k == 0 else fine)
         if len(coarse.ref_atom) < min_nodes[k]:
             raise CoarseLevelError(
                 f"coarse level {k + 1} has {len(coarse.ref_atom)} node(s) for this structure of {bg.n} atoms, "
@@ -371,20 +367,20 @@ def frame_topology(positions, numbers, cell, pbc, ratios, hops, min_nodes=None):
                                     t(coarse.member_shift).double(), t(coarse.ref_atom), t(f), t(c),
                                     t(img).double()))
         fine = coarse
-    return torch.as_tensor(bg.component), levels, bg.key()
+    return torch.as_tensor(bg.component), levels
 
 
 def add_topology(graph, ratios: list[float], hops: list[int], min_nodes: list[int]):
-    """Return ``graph`` (a :class:`~muse_ff.data.graph.Graph`) with ``component``, ``coarse`` and
-    ``topology_key`` filled, frame by frame."""
+    """Return ``graph`` (a :class:`~muse_ff.data.graph.Graph`) with ``component`` and ``coarse`` filled,
+    frame by frame."""
     from muse_ff.data.atoms import collate
 
     frames = []
     for b in range(graph.num_frames):
         sub = graph.frame(b)
-        comp, levels, key = frame_topology(
+        comp, levels = frame_topology(
             sub.positions.detach().cpu().double().numpy(), sub.species.cpu().numpy(),
             sub.cell[0].detach().cpu().double().numpy(), sub.pbc[0].cpu().numpy(), ratios, hops, min_nodes)
-        sub.component, sub.coarse, sub.topology_key = comp, levels, [key]
+        sub.component, sub.coarse = comp, levels
         frames.append(sub)
     return frames[0] if len(frames) == 1 else collate(frames)

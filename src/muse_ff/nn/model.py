@@ -54,7 +54,7 @@ class MuSEModel(nn.Module):
         fine = self.backbone
         for k, lev in enumerate(config.levels):
             lbb = lev.backbone or bb
-            level = CoarseLevel(lev, config.level_hops()[k],
+            level = CoarseLevel(lev,
                                 fine_features=fine.out_features, fine_vectors=fine.vector_features,
                                 cutoff=cutoffs[k + 1],
                                 backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](

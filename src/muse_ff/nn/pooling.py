@@ -99,11 +99,10 @@ def _coarse_graph(graph, positions, batch, cutoff):
 class CoarseLevel(nn.Module):
     """One coarse level: assignment affinity, backbone on coarse nodes, unpooling and energy head."""
 
-    def __init__(self, config, hops: int, fine_features: int, fine_vectors: int, cutoff: float,
+    def __init__(self, config, fine_features: int, fine_vectors: int, cutoff: float,
                  backbone_factory, head_hidden: int, affinity_features: int = 16):
         super().__init__()
         self.config = config
-        self.hops = int(hops)
         self.cutoff = float(cutoff)
         self.sigma = float(config.sigma if config.sigma is not None else self.cutoff / 5.0)
         self.ratio = float(config.ratio)

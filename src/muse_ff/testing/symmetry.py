@@ -26,12 +26,8 @@ def symmetry_operations(atoms, tol: float = 1e-4) -> list[tuple[np.ndarray, np.n
     dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     far = int(np.argmax(np.linalg.norm(pos, axis=1)))  # an atom off the centre
 
-    def frame(k):
-        order = np.argsort(dist[k])[1:4]
-        return order
-
     ops, seen = [], set()
-    ref = frame(far)
+    ref = np.argsort(dist[far])[1:4]  # the three atoms nearest ``far``: a frame to map
     for k in np.flatnonzero(z == z[far]):
         if abs(np.linalg.norm(pos[k]) - np.linalg.norm(pos[far])) > tol:
             continue
