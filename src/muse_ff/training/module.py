@@ -109,6 +109,29 @@ class MuSEModule(L.LightningModule):
         for name, value in metrics.items():
             self.log(name, value, prog_bar=name in ("val_energy_mae", "val_forces_mae"))
 
+    def on_train_epoch_end(self) -> None:
+        """Step ReduceLROnPlateau here, before the epoch's checkpoint is written.
+
+        Lightning steps plateau schedulers only after the ``on_train_epoch_end`` callbacks, i.e. after
+        ``ModelCheckpoint`` has saved the epoch: the checkpoint then holds the scheduler as it was before
+        this epoch's step, and a resumed run silently skips that step (a different learning rate from there
+        on). This hook runs before the checkpoint callbacks, so the saved state includes the step;
+        :meth:`lr_scheduler_step` leaves plateau schedulers alone so they are not stepped twice.
+        """
+        for config in self.trainer.lr_scheduler_configs:
+            if not config.reduce_on_plateau:
+                continue
+            value = self.trainer.callback_metrics.get(config.monitor)
+            if value is None:
+                raise RuntimeError(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged this "
+                                   f"epoch (logged: {sorted(self.trainer.callback_metrics)})")
+            config.scheduler.step(float(value))
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return  # already stepped in on_train_epoch_end, before the checkpoint
+        scheduler.step()
+
     def configure_optimizers(self):
         c = self.config
         opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
