@@ -9,7 +9,13 @@ HELP = "train a model from a YAML config (model/data/training sections); multi-G
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training YAML file")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.ckpt")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.ckpt")
+    again.add_argument("--force", action="store_true",
+                       help="start a new run even if OUTPUT_DIR holds an earlier one: its outputs (config.yaml, "
+                            "checkpoints/, logs/, model.pt, last_model.pt, summary.json) are first moved to "
+                            "OUTPUT_DIR/previous_runs/N/ (nothing is deleted; other files are left alone). "
+                            "Without --resume or --force, a folder with an earlier run is refused")
     parser.add_argument("--devices", default="1", help="devices per node (an integer, or 'auto'); default 1")
     parser.add_argument("--num-nodes", type=int, default=1, help="number of nodes (DDP); default 1")
     parser.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda, mps; default auto")
@@ -32,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"output_dir": args.output_dir})})
     devices = int(args.devices) if args.devices.isdigit() else args.devices
-    result = train(cfg, resume=args.resume, devices=devices, num_nodes=args.num_nodes,
+    result = train(cfg, resume=args.resume, force=args.force, devices=devices, num_nodes=args.num_nodes,
                    accelerator=args.accelerator, strategy=args.strategy, progress=not args.no_progress)
     if result.is_main:
         print_train_summary(result.summary, result.output_dir)

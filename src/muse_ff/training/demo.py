@@ -7,6 +7,9 @@ energy and force errors on the test frames and, where frames carry ``separation`
 ``interaction_energy`` (eV) with ``n_first`` atoms in the first molecule, the error of the interaction
 energy ``E(AB) - E(A) - E(B)`` inside and beyond the 5 Å backbone cutoff: that is where a plain 5 Å model
 is blind.
+
+The demo can be re-run into the same folder: each model's earlier outputs are moved to
+``OUTPUT_DIR/<model>/previous_runs/N/`` (``train(..., force=True)``), never mixed with the new run's.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def _run_demo(out: Path, epochs: int | None, data: Path | None, progress: bool, 
     for name, model in DEMO_MODELS.items():
         console.rule(name)
         folder = out / slug(name)
-        result = train(demo_config(model, data, folder, epochs), progress=progress)
+        result = train(demo_config(model, data, folder, epochs), force=True, progress=progress)
         results[name] = evaluate_demo_model(result.model_path, test)
         results[name]["train_time_s"] = result.summary["train_time_s"]
         results[name]["model_path"] = str(result.model_path)

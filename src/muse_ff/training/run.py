@@ -9,6 +9,7 @@ Output folder (``training.output_dir``)::
     model.pt                 the best-validation model (EMA weights), loadable with muse_ff.load_model
     last_model.pt            the model at the end of training
     summary.json             reference fit, best epoch, validation and test errors, timing
+    previous_runs/N/         outputs of earlier runs replaced with ``force`` (moved, never deleted)
 """
 
 from __future__ import annotations
@@ -153,10 +154,54 @@ def _quiet_lightning(resume: bool):
             logger.removeFilter(tips)
 
 
+#: what a run writes into ``output_dir`` (and nothing else there is touched); ``previous_runs/`` holds
+#: the outputs of runs replaced with ``force``
+RUN_OUTPUTS = ("config.yaml", "checkpoints", "logs", "model.pt", "last_model.pt", "summary.json")
+PREVIOUS_RUNS = "previous_runs"
+
+
+class OutputExistsError(ValueError):
+    """``output_dir`` already holds a run and neither ``resume`` nor ``force`` was asked for."""
+
+
+def _run_outputs(out: Path) -> list[Path]:
+    """The outputs of an earlier run in ``out`` (with temporaries a kill may have left), in name order."""
+    if not out.is_dir():
+        return []
+    found = [out / name for name in RUN_OUTPUTS if (out / name).exists()]
+    return found + sorted(out.glob(".*.tmp")) if found else []
+
+
+def _check_fresh(out: Path) -> None:
+    """Refuse to start a new run where an earlier one left its outputs (they would be mixed or replaced)."""
+    found = _run_outputs(out)
+    if found:
+        names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found)
+        raise OutputExistsError(
+            f"output folder {out} already holds a training run ({names}): pass --resume to continue it, or "
+            f"--force to start over (its outputs are then moved to {out / PREVIOUS_RUNS}/N/)")
+
+
+def _move_previous_run(out: Path) -> Path | None:
+    """Move an earlier run's outputs to ``out/previous_runs/N/`` (N = 1, 2, ...); returns that folder."""
+    found = _run_outputs(out)
+    if not found:
+        return None
+    n = 1
+    while (out / PREVIOUS_RUNS / str(n)).exists():
+        n += 1
+    dest = out / PREVIOUS_RUNS / str(n)
+    dest.mkdir(parents=True)
+    for path in found:
+        path.rename(dest / path.name)
+    return dest
+
+
 def _resume_path(out: Path) -> Path:
     last = out / "checkpoints" / "last.ckpt"
     if not last.exists():
-        raise FileNotFoundError(f"cannot resume: no checkpoint {last} (run without --resume to start)")
+        hint = ("start over with --force" if _run_outputs(out) else "run without --resume to start")
+        raise FileNotFoundError(f"cannot resume: no checkpoint {last} ({hint})")
     return last
 
 
@@ -205,23 +250,33 @@ def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: 
     return TrainResult(output_dir=out, model_path=out / "model.pt", summary=summary)
 
 
-def train(config: dict | TrainConfig, *, resume: bool = False, devices: int | str = 1, num_nodes: int = 1,
-          accelerator: str = "auto", progress: bool = True, strategy: str | None = None,
+def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = False, devices: int | str = 1,
+          num_nodes: int = 1, accelerator: str = "auto", progress: bool = True, strategy: str | None = None,
           callbacks=()) -> TrainResult:
     """Train a model as ``config`` says; with ``resume``, continue from ``output_dir/checkpoints/last.ckpt``.
 
-    ``devices`` x ``num_nodes`` > 1 trains data-parallel (DDP); the global batch stays
-    ``training.batch_size``. Returns on every process; only the main one saves and summarises.
+    A new run (no ``resume``) refuses an ``output_dir`` that holds an earlier run's outputs
+    (:data:`RUN_OUTPUTS`; :class:`OutputExistsError`) unless ``force``: then those outputs are moved to
+    ``output_dir/previous_runs/N/`` before the new run writes anything (nothing is deleted; other files in
+    the folder are left alone). ``devices`` x ``num_nodes`` > 1 trains data-parallel (DDP); the global batch
+    stays ``training.batch_size``. Returns on every process; only the main one saves and summarises.
     """
     L = _lightning()
     cfg = parse_train_config(config)
     out = Path(cfg.training.output_dir)
+    if resume and force:
+        raise ValueError("--resume continues the run in the output folder and --force starts it over: give one")
     _check_world(cfg, (devices if isinstance(devices, int) else 1) * num_nodes)
     ckpt = _resume_path(out) if resume else None
-    if resume and _is_main_process():
+    main = _is_main_process()  # DDP workers re-run this function after the main process has started writing
+    if not resume and not force and main:
+        _check_fresh(out)
+    if resume and main:
         _keep_old_log(out)
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     model, train_ds, valid_ds, splits, fit = prepare_data(cfg)
+    if force and main:
+        _move_previous_run(out)
     _write_config(cfg, out)
 
     from muse_ff.training.module import GraphDataModule, MuSEModule
