@@ -212,7 +212,13 @@ def _is_main_process() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
-def _write_config(cfg: TrainConfig, out: Path) -> None:
+def _write_config(cfg: TrainConfig, model_config, out: Path) -> None:
+    """``config.yaml``: the validated configuration with the model section the model was built with.
+
+    In particular ``model.species`` lists the species of the data when the user's config did not list
+    them (not the default 1-118), so training again from this file builds the same model.
+    """
+    cfg = cfg.model_copy(update={"model": model_config})
     text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     atomic_write(out / "config.yaml", lambda tmp: Path(tmp).write_text(text))
 
@@ -277,7 +283,7 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
     model, train_ds, valid_ds, splits, fit = prepare_data(cfg)
     if force and main:
         _move_previous_run(out)
-    _write_config(cfg, out)
+    _write_config(cfg, model.config, out)
 
     from muse_ff.training.module import GraphDataModule, MuSEModule
 
