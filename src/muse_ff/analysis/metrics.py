@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -81,9 +83,17 @@ def _batch_predictions(model, frames: Sequence[Atoms], keys: LabelKeys) -> dict[
 
 
 def evaluate_frames(model, frames: Sequence[Atoms], keys: LabelKeys = LabelKeys(), batch_size: int = 16) -> Predictions:
-    """Predict energies, forces (and stress for periodic frames with a stress label) of ``frames``."""
+    """Predict energies, forces (and stress for periodic frames with a stress label) of ``frames``.
+
+    Frames may lack labels (they are left out of that quantity's errors), but a label that is present must
+    be usable: a string, the wrong shape, NaN or inf raise :class:`~muse_ff.training.data.LabelError`
+    naming the frame (``info['_source']`` or its index) and the key, instead of being dropped silently.
+    """
+    from muse_ff.training.data import check_label_values
+
     if len(frames) == 0:
         raise ValueError("no frames to evaluate")
+    check_label_values(frames, keys, name="evaluated")
     parts = [_batch_predictions(model, frames[i:i + batch_size], keys) for i in range(0, len(frames), batch_size)]
     return Predictions(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
 
@@ -98,3 +108,21 @@ def predict_energies(model, frames: Sequence[Atoms], batch_size: int = 32) -> np
             g = model.graph_from_atoms(list(frames[i:i + batch_size]), keys=None).to(device, dtype)
             out.append(model(g)["energy"].double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def json_safe(obj):
+    """``obj`` with every non-finite float (NaN, inf) replaced by ``None``, so that it is valid JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def to_json(obj, **kwargs) -> str:
+    """Strict JSON text of ``obj`` (``allow_nan=False``; NaN and inf become ``null``)."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)

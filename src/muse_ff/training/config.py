@@ -36,10 +36,14 @@ class DataConfig(_Strict):
             key ``split_key`` (values ``train``/``valid``/``test``) when set, else at random with
             ``valid_fraction`` / ``test_fraction`` and ``split_seed``.
         energy_key, forces_key, stress_key: label names (mace-style ``REF_*`` defaults).
-        missing_labels: ``error`` (default): every frame needs an energy, and forces when they are trained
-            (``training.loss.forces > 0``); otherwise the run stops listing the frames and missing labels.
-            ``energy_only``: frames without forces are trained on their energy alone.
+        missing_labels: ``error`` (default): every frame (train, valid and test) needs an energy, and forces
+            when they are trained (``training.loss.forces > 0``); otherwise the run stops listing the frames
+            and missing labels. ``energy_only``: frames without forces are trained on their energy alone,
+            and so are frames whose forces contain NaN or inf (a warning counts them).
             Stress is trained where present (fully periodic frames only) and never required.
+            Whatever this says, a label that is present must be usable: an energy that is not finite or not
+            a number, forces of the wrong shape or (with ``error``) not finite, a malformed or non-finite
+            stress stop the run with an error naming the frame (``file:index``) and the key.
     """
 
     train: str | list[str]

@@ -92,8 +92,85 @@ def label_keys(config: DataConfig) -> LabelKeys:
     return LabelKeys(energy=config.energy_key, forces=config.forces_key, stress=config.stress_key)
 
 
-def check_labels(frames: Sequence[Atoms], keys: LabelKeys, need_forces: bool, name: str = "train") -> None:
-    """Raise :class:`LabelError` listing each frame that lacks its energy (or forces, when needed)."""
+class LabelWarning(UserWarning):
+    """Labels were left out of training (only where the configuration allows it)."""
+
+
+def _where(atoms: Atoms, k: int) -> str:
+    return atoms.info.get("_source", f"frame {k}")
+
+
+def label_problem(atoms: Atoms, key: str, kind: str) -> tuple[str, str] | None:
+    """Why the ``kind`` label (energy, forces, stress) under ``key`` cannot be used, or ``None`` if it can.
+
+    Returns ``(reason, detail)``: reason ``"not_finite"`` (NaN or inf values) or ``"malformed"`` (not a
+    number, or the wrong shape). Absent labels are not checked here.
+    """
+    value = atoms.arrays[key] if kind == "forces" else atoms.info[key]
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        return "malformed", f"{key} = {_short(value)} is not a number"
+    expected = {"energy": "one number", "forces": f"shape ({len(atoms)}, 3)", "stress": "6 (Voigt) or 9 numbers"}
+    ok = {"energy": arr.size == 1, "forces": arr.shape == (len(atoms), 3), "stress": arr.size in (6, 9)}[kind]
+    if not ok:
+        return "malformed", f"{key} has shape {arr.shape}, expected {expected[kind]}"
+    bad = ~np.isfinite(arr.astype(np.float64))
+    if bad.any():
+        if kind == "forces":
+            atoms_bad = np.flatnonzero(bad.any(axis=1))
+            shown = atoms_bad[:5].tolist() + (["..."] if atoms_bad.size > 5 else [])
+            return "not_finite", f"{key} is not finite (NaN or inf) for atoms {shown}"
+        return "not_finite", f"{key} is not finite ({_short(value)})"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_label_values(frames: Sequence[Atoms], keys: LabelKeys, name: str = "train",
+                       drop_bad_forces: bool = False) -> int:
+    """Raise :class:`LabelError` naming each frame and key whose label is present but unusable.
+
+    Unusable: not a number (e.g. a string), the wrong shape, or not finite (NaN, inf). With
+    ``drop_bad_forces`` (``missing_labels: energy_only``), frames whose forces are only *non-finite* lose
+    their forces label (they are then trained on their energy alone, like frames without forces) and a
+    :class:`LabelWarning` counts them; the number of such frames is returned.
+    """
+    problems, dropped = [], []
+    for k, a in enumerate(frames):
+        for kind, key, where in (("energy", keys.energy, a.info), ("forces", keys.forces, a.arrays),
+                                 ("stress", keys.stress, a.info)):
+            if key not in where:
+                continue
+            found = label_problem(a, key, kind)
+            if found is None:
+                continue
+            if kind == "forces" and drop_bad_forces and found[0] == "not_finite":
+                del a.arrays[key]
+                dropped.append(_where(a, k))
+            else:
+                problems.append(f"{_where(a, k)}: {found[1]}")
+    if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        if len(problems) == 1:
+            raise LabelError(f"unusable label in {name} frame {problems[0]}")
+        raise LabelError(f"{len(problems)} unusable labels in {len(frames)} {name} frames:\n  " + "\n  ".join(shown))
+    if dropped:
+        import warnings
+
+        warnings.warn(f"{len(dropped)} of {len(frames)} {name} frames have non-finite {keys.forces} (first: "
+                      f"{', '.join(dropped[:3])}); with data.missing_labels: energy_only they are trained on "
+                      "their energy alone", LabelWarning, stacklevel=2)
+    return len(dropped)
+
+
+def check_labels(frames: Sequence[Atoms], keys: LabelKeys, need_forces: bool, name: str = "train",
+                 drop_bad_forces: bool = False) -> None:
+    """Raise :class:`LabelError` for frames that lack their energy (or forces, when needed) or whose labels
+    are unusable (:func:`check_label_values`: not numbers, wrong shape, NaN or inf)."""
+    check_label_values(frames, keys, name, drop_bad_forces)
     problems = []
     for k, a in enumerate(frames):
         lacking = []

@@ -69,8 +69,9 @@ def prepare_data(cfg: TrainConfig):
     splits = load_splits(cfg.data)
     keys = label_keys(cfg.data)
     need_forces = cfg.training.loss.forces > 0 and cfg.data.missing_labels == "error"
-    check_labels(splits.train, keys, need_forces, "train")
-    check_labels(splits.valid, keys, need_forces, "valid")
+    skip = cfg.data.missing_labels == "energy_only"
+    for name in ("train", "valid", "test"):
+        check_labels(getattr(splits, name), keys, need_forces, name, drop_bad_forces=skip)
     model = build_model(_model_config(cfg, splits))
     train = GraphDataset(splits.train, model, keys)
     valid = GraphDataset(splits.valid, model, keys) if splits.valid else None
