@@ -6,10 +6,11 @@ Unknown or ill-typed keys are rejected with a message naming the key and what is
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any, Literal
 
 from ase.data import atomic_numbers, chemical_symbols
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from muse_ff.nn.backbones import BACKBONES
 
@@ -18,19 +19,64 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key."""
 
 
-class _Strict(BaseModel):
+def _is_numeric(annotation) -> bool:
+    """``int``, ``float`` or an optional one (``float | None``): fields that take a plain number."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    return bool(args) and all(a in (int, float, type(None)) for a in args) and any(a is not type(None) for a in args)
+
+
+def refuse_non_number(value: Any) -> Any:
+    """Raise for booleans and strings given where a number is expected (pydantic's lax mode reads
+    ``true`` as 1 and ``"5"`` as 5); ints stay valid for float fields."""
+    if isinstance(value, bool):
+        raise ValueError(f"Input should be a valid number, not a boolean ({value!r})")
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"Input should be a valid number, not a string ({value!r})")
+    return value
+
+
+class StrictModel(BaseModel):
+    """Base of every configuration section: unknown keys are refused, values are frozen, and numeric
+    settings (``int``/``float`` fields, optional or not) take numbers only, not booleans or strings."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is not None and _is_numeric(cls.model_fields[info.field_name].annotation):
+            return refuse_non_number(value)
+        return value
 
-def _backbone_hparams(name: str) -> set[str]:
-    """Hyper-parameter names a backbone accepts (from its class signature)."""
+
+
+
+def _backbone_hparams(name: str) -> dict[str, inspect.Parameter]:
+    """Hyper-parameters a backbone accepts (from its class signature), by name."""
     from muse_ff.nn.backbones import backbone_class
 
     params = inspect.signature(backbone_class(name).__init__).parameters
-    return {k for k in params if k not in ("self", "in_features", "cutoff", "vector_in_features")}
+    return {k: p for k, p in params.items() if k not in ("self", "in_features", "cutoff", "vector_in_features")}
 
 
-class BackboneConfig(_Strict):
+def _check_hparam(name: str, param: inspect.Parameter, value: Any) -> None:
+    """Numeric hyper-parameters (annotated ``int``/``float``) take numbers, and ``int`` ones whole numbers."""
+    kind = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
+    if kind not in ("int", "float"):
+        return
+    try:
+        refuse_non_number(value)
+    except ValueError as err:
+        raise ValueError(f"backbone hyper-parameter {name!r}: {err}") from None
+    if not isinstance(value, (int, float)):
+        raise ValueError(f"backbone hyper-parameter {name!r}: Input should be a valid number, got {value!r}")
+    if kind == "int" and not float(value).is_integer():
+        raise ValueError(f"backbone hyper-parameter {name!r}: Input should be a whole number, got {value!r}")
+
+
+class BackboneConfig(StrictModel):
     """A backbone by name with its hyper-parameters (``model.backbone``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -41,10 +87,11 @@ class BackboneConfig(_Strict):
         if self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; allowed: {sorted(BACKBONES)}")
         allowed = _backbone_hparams(self.name)
-        for key in self.hparams:
+        for key, value in self.hparams.items():
             if key not in allowed:
                 raise ValueError(f"unknown hyper-parameter {key!r} for backbone {self.name!r}; "
                                  f"allowed: {sorted(allowed)}")
+            _check_hparam(key, allowed[key], value)
         return self
 
     @property
@@ -56,7 +103,7 @@ def _as_backbone(v: Any) -> Any:
     return {"name": v} if isinstance(v, str) else v
 
 
-class LevelConfig(_Strict):
+class LevelConfig(StrictModel):
     """One coarse level (``model.levels[k]``); ``{}`` takes every default.
 
     Attributes:
@@ -100,13 +147,13 @@ class LevelConfig(_Strict):
         return v
 
 
-class HeadConfig(_Strict):
+class HeadConfig(StrictModel):
     """Per-node energy head: an MLP with ``hidden`` units."""
 
     hidden: int = Field(32, gt=0)
 
 
-class LongRangeConfig(_Strict):
+class LongRangeConfig(StrictModel):
     """``model.long_range``: latent Ewald summation (Cheng 2025), the long-range baseline.
 
     Latent charges from an MLP (``hidden`` units, ``channels`` outputs) on the atoms' final features, with
@@ -121,7 +168,7 @@ class LongRangeConfig(_Strict):
     wavelength: float | None = Field(None, gt=0)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """The ``model:`` section. ``species`` accepts symbols or atomic numbers (default: every element)."""
 
     backbone: BackboneConfig = BackboneConfig()
@@ -150,6 +197,8 @@ class ModelConfig(_Strict):
                     raise ValueError(f"unknown element {s!r} in species")
                 out.append(atomic_numbers[s])
             else:
+                if isinstance(s, bool) or not isinstance(s, (int, float)) or not float(s).is_integer():
+                    raise ValueError(f"species entries are element symbols or atomic numbers, got {s!r}")
                 if not 1 <= int(s) <= 118:
                     raise ValueError(f"unknown element Z={s} in species")
                 out.append(int(s))

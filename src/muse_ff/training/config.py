@@ -13,17 +13,17 @@ is allowed. Paths in ``data`` are relative to the config file's folder when read
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from muse_ff.config import ConfigError, ModelConfig, parse_model_config
+from muse_ff.config import ConfigError, ModelConfig, StrictModel, parse_model_config
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel  # unknown keys refused; numbers must be numbers (not booleans or strings)
 
 
 class DataConfig(_Strict):
@@ -190,13 +190,24 @@ def _resolve(value: str | list[str] | None, base: Path):
     return [_resolve(v, base) for v in value]
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a number (YAML 1.2; PyYAML's 1.1 rules need a dot,
+    ``1.0e-3``, and give the string ``"1e-3"``, which a numeric setting then refuses)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML training file; data paths are taken relative to its folder."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"training config not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if isinstance(raw, dict) and isinstance(raw.get("data"), dict):

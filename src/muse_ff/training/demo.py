@@ -14,7 +14,6 @@ The demo can be re-run into the same folder: each model's earlier outputs are mo
 
 from __future__ import annotations
 
-import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ from ase import Atoms
 from rich.console import Console
 from rich.table import Table
 
+from muse_ff.analysis.metrics import to_json
 from muse_ff.bench.common import slug
 from muse_ff.io.serialization import atomic_write, load_model
 from muse_ff.training.data import read_frames
@@ -149,6 +149,7 @@ def _run_demo(out: Path, epochs: int | None, data: Path | None, progress: bool, 
     figure = demo_figure(results, out / "demo.png")
     total = time.perf_counter() - start
     summary = {"data": str(data), "total_time_s": round(total, 1), "figure": str(figure), "models": results}
-    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    text = to_json(summary, indent=1)  # strict JSON: NaN or inf become null
+    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(text))
     console.print(f"plot: {figure}   results: {out / 'results.json'}   total {total:.0f} s")
     return summary

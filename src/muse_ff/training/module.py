@@ -16,6 +16,7 @@ from muse_ff.data.graph import Graph
 from muse_ff.physics.derivatives import energy_and_derivatives
 from muse_ff.training.config import TrainingConfig
 from muse_ff.training.data import GraphDataset, collate_graphs
+from muse_ff.training.errors import TrainingDivergedError
 from muse_ff.training.loss import QUANTITIES, ErrorSums, loss_terms
 
 
@@ -34,10 +35,6 @@ def _sync_buffers(ema: AveragedModel, model: torch.nn.Module) -> None:
     with torch.no_grad():
         for b_ema, b in zip(ema.module.buffers(), model.buffers()):
             b_ema.copy_(b)
-
-
-class TrainingDivergedError(RuntimeError):
-    """Weights or loss became NaN/inf during training."""
 
 
 class MuSEModule(L.LightningModule):
@@ -67,10 +64,11 @@ class MuSEModule(L.LightningModule):
         return energy_and_derivatives(model, batch, forces=forces, stress=stress, create_graph=create_graph)
 
     def _diverged(self, what: str) -> TrainingDivergedError:
+        clip = "none" if self.config.grad_clip is None else f"{self.config.grad_clip:g}"
         return TrainingDivergedError(
-            f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {what} not finite. "
-            f"Lower training.lr (now {self.config.lr:g}) or training.grad_clip (now {self.config.grad_clip}); "
-            "the last checkpoint written before this point is intact")
+            f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {what} not finite; "
+            f"lower training.lr (now {self.config.lr:g}) or set a smaller training.grad_clip (now {clip}) and "
+            "start again with --force (a resumed run keeps the old learning rate)")
 
     def training_step(self, batch: Graph, batch_idx: int) -> torch.Tensor:
         # caught here, before NaN weights give NaN coarse positions deep inside a neighbour list; one reduction

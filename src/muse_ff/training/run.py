@@ -15,7 +15,6 @@ Output folder (``training.output_dir``)::
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import warnings
@@ -235,7 +234,7 @@ def _load_weights(module, ckpt: Path) -> int:
 
 def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: float) -> TrainResult:
     """On the main process: save last and best models, evaluate the test frames, write the summary."""
-    from muse_ff.analysis.metrics import evaluate_frames
+    from muse_ff.analysis.metrics import evaluate_frames, to_json
 
     save_model(module.eval_model, out / "last_model.pt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -253,7 +252,8 @@ def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: 
     if splits.test:
         result = evaluate_frames(module.eval_model, splits.test, label_keys(cfg.data))
         summary["test"] = result.metrics()
-    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    text = to_json(summary, indent=2)  # strict JSON: a metric that is NaN or inf is written as null
+    atomic_write(out / "summary.json", lambda tmp: Path(tmp).write_text(text))
     return TrainResult(output_dir=out, model_path=out / "model.pt", summary=summary)
 
 

@@ -1,0 +1,10 @@
+"""Errors of a training run that the user fixes in the configuration (importable without Lightning)."""
+
+from __future__ import annotations
+
+
+class TrainingDivergedError(RuntimeError):
+    """Weights or loss became NaN/inf during training.
+
+    The message is one sentence with the remedy; ``muse train`` prints it without a traceback.
+    """
