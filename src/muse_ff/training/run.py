@@ -145,6 +145,8 @@ def _quiet_lightning(resume: bool):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+        # without validation frames the (deliberately) empty validation loader is reported as a mistake
+        warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero.*")
         if resume:
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
@@ -206,10 +208,14 @@ def _resume_path(out: Path) -> Path:
 
 
 def _is_main_process() -> bool:
-    """True unless this is a worker launched for DDP (Lightning sets the ranks in the environment)."""
+    """True unless this is a worker launched for DDP or a task of another node.
+
+    Lightning sets ``LOCAL_RANK``/``NODE_RANK`` for the workers it launches, torchrun sets ``RANK``, and
+    under SLURM (one task per node) every task but the first has ``SLURM_PROCID`` > 0.
+    """
     import os
 
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+    return all(os.environ.get(name, "0") == "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
 
 
 def _write_config(cfg: TrainConfig, model_config, out: Path) -> None:
