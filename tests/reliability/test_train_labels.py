@@ -34,7 +34,7 @@ def test_a_nan_energy_stops_the_run_naming_frame_and_key(tmp_path, where):
     k = next(i for i, a in enumerate(frames) if a.info["split"] == where)
     frames[k].info["REF_energy"] = float("nan")
     data = _file(tmp_path, frames)
-    with pytest.raises(LabelError, match=rf"{where} frame .*d\.extxyz:{k}: REF_energy is not finite \(nan\)"):
+    with pytest.raises(LabelError, match=rf"in the {where} frames: .*d\.extxyz:{k}: REF_energy is not finite \(nan\)"):
         train(tiny_config(data, tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()  # stopped before writing anything
 

@@ -155,7 +155,7 @@ def check_label_values(frames: Sequence[Atoms], keys: LabelKeys, name: str = "tr
     if problems:
         shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         if len(problems) == 1:
-            raise LabelError(f"unusable label in {name} frame {problems[0]}")
+            raise LabelError(f"unusable label in the {name} frames: {problems[0]}")
         raise LabelError(f"{len(problems)} unusable labels in {len(frames)} {name} frames:\n  " + "\n  ".join(shown))
     if dropped:
         import warnings
