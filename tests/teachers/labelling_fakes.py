@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,16 @@ from muse_ff.teachers.base import Label, Teacher, TeacherError
 
 class HarmonicTeacher(Teacher):
     """E = k/2 sum |r|^2, F = -k r. Settings: ``k``; ``log`` (file: one line per label call, the frame's
-    ``info['tag']``); ``die_after`` (exit the process, as a kill would, before the call after that many)."""
+    ``info['tag']``); ``die_after`` (exit the process, as a kill would, before the call after that many);
+    ``delay`` (seconds each call sleeps, a slow teacher); ``threads`` (accepted and ignored, as the ``muse
+    label`` command passes it)."""
 
     name = "harmonic"
-    speed_settings = ("log", "die_after")
+    speed_settings = ("log", "die_after", "delay", "threads")
 
-    def __init__(self, k: float = 2.0, log: str | None = None, die_after: int | None = None):
-        super().__init__(k=k, log=log, die_after=die_after)
+    def __init__(self, k: float = 2.0, log: str | None = None, die_after: int | None = None,
+                 delay: float = 0.0, threads: int = 1):
+        super().__init__(k=k, log=log, die_after=die_after, delay=delay, threads=threads)
 
     def version(self) -> str:
         return "harmonic 1"
@@ -34,6 +38,8 @@ class HarmonicTeacher(Teacher):
             os._exit(137)  # like SIGKILL: no clean-up, no exception handling
         if atoms.info.get("bad"):
             raise TeacherError("SCF not converged (fake)")
+        if self.settings["delay"]:
+            time.sleep(self.settings["delay"])
         if self.settings["log"]:
             with open(self.settings["log"], "a") as fh:
                 fh.write(f"{atoms.info['tag']}\n")

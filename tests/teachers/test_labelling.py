@@ -124,3 +124,24 @@ def test_label_file_raises_if_input_missing_or_same_as_output(tmp_path):
     ase.io.write(tmp_path / "in.extxyz", frames(1))
     with pytest.raises(ValueError, match="overwrite the input"):
         label_file(tmp_path / "in.extxyz", tmp_path / "in.extxyz", HarmonicTeacher)
+
+
+def test_second_run_on_the_same_output_is_refused_while_the_first_holds_the_journal(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "out.extxyz"
+    with open(journal_path(out), "a") as held:  # what a running `muse label` holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(TeacherError, match="another labelling run is writing out.extxyz"):
+            label_frames(frames(2), HarmonicTeacher, {}, out)
+    assert not out.exists()
+    assert label_frames(frames(2), HarmonicTeacher, {}, out).computed == 2  # lock released: runs
+
+
+def test_temporary_output_of_a_killed_run_is_removed(tmp_path):
+    out = tmp_path / "out.extxyz"
+    stale, other = tmp_path / ".tmp-12345-out.extxyz", tmp_path / ".tmp-12345-notes.extxyz"
+    stale.write_text("half a frame")
+    other.write_text("someone else's")
+    label_frames(frames(2), HarmonicTeacher, {}, out)
+    assert not stale.exists() and other.exists()
+    assert sorted(_energies(out)) == [0, 1]

@@ -5,7 +5,13 @@ flushed to disk (``fsync``) before the next is recorded, so a kill at any moment
 frames being computed. The output file itself is written only at the end, to a temporary file that is
 then renamed over ``OUT`` (atomic on POSIX): ``OUT`` is never half-written. On restart, frames found in
 the journal, or already in ``OUT`` with the same teacher provenance and the same positions, are not
-computed again. Failed frames are never considered done: a re-run tries them again.
+computed again. Failed frames are never considered done: a re-run tries them again. While a run is
+going its journal is locked (``flock``), so a second run on the same output stops at once instead of
+interleaving records; temporaries of a killed run's final write are removed by the next run.
+
+Workers. ``workers`` > 1 labels in spawned processes that die with the labelling process, also when it
+is killed with SIGKILL (``prctl(PR_SET_PDEATHSIG)`` on Linux, and a thread polling ``os.getppid()``
+everywhere: see :func:`_die_with_parent`); the multiprocessing resource tracker then exits too.
 
 Failures. A frame on which the teacher fails (SCF not converged, wrong atoms for the topology, ...) is
 recorded with its index and message in ``OUT.failures.txt`` and in the returned report; it is left
@@ -15,10 +21,10 @@ out of ``OUT`` but never silently.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,6 +37,7 @@ import numpy as np
 from ase import Atoms
 
 from muse_ff.data.atoms import LabelKeys
+from muse_ff.io.structures import read_structures
 from muse_ff.teachers.base import Label, Teacher, TeacherError
 
 #: info key holding a labelled frame's index in the input file
@@ -58,16 +65,9 @@ class LabelReport:
 def read_frames(path: str | Path) -> list[Atoms]:
     """Every frame of ``path`` (any ASE format; .gz/.xz/.bz2 extxyz decompressed in memory first).
 
-    ASE re-opens a compressed stream for each frame it indexes, which takes minutes for a few thousand
-    frames; decompressing once is linear.
+    A file that cannot be read raises :class:`~muse_ff.io.structures.StructureReadError` naming it.
     """
-    path = Path(path)
-    openers = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
-    if path.suffix in openers and path.with_suffix("").suffix == ".extxyz":
-        module = __import__(openers[path.suffix])
-        with module.open(path, "rt") as fh:
-            return ase.io.read(io.StringIO(fh.read()), index=":", format="extxyz")
-    return ase.io.read(path, index=":")
+    return read_structures(path, ":")
 
 
 def journal_path(out_path: str | Path) -> Path:
@@ -110,6 +110,40 @@ def _read_journal(path: Path, header: dict[str, Any]) -> dict[int, Label]:
             stress = None if rec.get("stress") is None else np.asarray(rec["stress"])
             done[rec["index"]] = Label(rec["energy"], np.asarray(rec["forces"]), stress)
     return done
+
+
+def _lock_journal(path: Path):
+    """The journal opened and locked (``flock``, exclusive) for this run; raise if another run holds it.
+
+    Two runs writing the same output would interleave their journals; the lock makes the second one
+    stop at once. A killed run's lock goes with its process. (No locking where ``fcntl`` is missing.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return open(path, "a", encoding="utf-8")
+    while True:
+        fh = open(path, "a", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise TeacherError(f"another labelling run is writing {path.name[:-len('.journal')]} (its journal "
+                               f"{path} is locked); wait for it to finish or stop it") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                return fh
+        except FileNotFoundError:
+            pass
+        fh.close()  # the run that held the lock finished and removed the journal meanwhile: lock the new one
+
+
+def _remove_stale_temporaries(out_path: Path) -> None:
+    """Delete temporaries of :func:`write_atomic` for ``out_path`` left by a killed run (we hold the lock)."""
+    pattern = re.compile(r"\.tmp-\d+-" + re.escape(out_path.name))
+    for p in out_path.parent.glob(".tmp-*-" + out_path.name):
+        if pattern.fullmatch(p.name):
+            p.unlink(missing_ok=True)
 
 
 class _Journal:
@@ -163,8 +197,60 @@ def _reuse_output(out_path: Path, frames: Sequence[Atoms], provenance: dict[str,
 _WORKER_TEACHER: Teacher | None = None
 
 
-def _init_worker(teacher_cls: type[Teacher], settings: dict[str, Any]) -> None:
+#: seconds between two checks, in a worker, that the labelling process is still alive
+PARENT_POLL_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int, *, pdeathsig: bool = True) -> None:
+    """Make this worker exit as soon as the labelling process ``parent_pid`` that started it dies.
+
+    Why: a ``ProcessPoolExecutor`` worker waits for tasks by reading a pipe whose write end it holds
+    itself, so it never sees end-of-file when the parent is killed (SIGKILL, the OOM killer); before this,
+    a killed ``muse label --workers N`` left N workers (each holding a teacher, hundreds of MB) and the
+    multiprocessing resource tracker (kept alive by the workers' copy of its pipe) running forever.
+
+    How, two independent mechanisms:
+
+    1. Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker when the parent dies,
+       even in the middle of a long teacher call in C that holds the GIL. The kernel sends it when the
+       *thread* that spawned the worker exits; the pool spawns its workers in ``submit`` from the thread
+       running :func:`label_frames`, which outlives the pool. The parent may have died before the
+       ``prctl`` call: that is caught by comparing ``os.getppid()`` with ``parent_pid`` afterwards.
+    2. Every POSIX system: a daemon thread that checks ``os.getppid()`` every
+       :data:`PARENT_POLL_SECONDS` and exits the process once it changed (an orphan is re-parented to
+       init or a subreaper). This covers systems without ``prctl``; it needs the GIL, so a teacher stuck in
+       C code that holds the GIL is stopped only by mechanism 1. (``pdeathsig=False`` leaves out
+       mechanism 1, for tests.)
+
+    The worker exits with ``os._exit``: there is nothing to flush (results are journalled by the parent).
+    """
+    import signal
+    import sys
+    import threading
+
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the polling thread alone has to do
+            pass
+    if os.getppid() != parent_pid:  # the parent died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="muse-parent-watch", daemon=True).start()
+
+
+def _init_worker(teacher_cls: type[Teacher], settings: dict[str, Any], parent_pid: int) -> None:
     global _WORKER_TEACHER
+    _die_with_parent(parent_pid)
     _WORKER_TEACHER = teacher_cls(**settings)
 
 
@@ -193,7 +279,7 @@ def _run_pool(teacher_cls: type[Teacher], settings: dict[str, Any], todo: list[t
     pending: set[Future] = set()
     queue = iter(todo)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(teacher_cls, settings)) as pool:
+                             initargs=(teacher_cls, settings, os.getpid())) as pool:
         for index, atoms in queue:
             pending.add(pool.submit(_label_in_worker, index, atoms))
             if len(pending) >= 2 * workers:
@@ -232,6 +318,8 @@ def write_atomic(path: Path, frames: Sequence[Atoms]) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         ase.io.write(tmp, list(frames), format="extxyz")
+        with open(tmp, "rb") as fh:  # on disk before the rename, so OUT is never an empty file
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -260,9 +348,22 @@ def label_frames(frames: Sequence[Atoms], teacher_cls: type[Teacher], settings: 
         raise ValueError(f"workers must be >= 1, got {workers}")
     teacher = teacher_cls(**settings)  # fail early on a missing package or bad settings
     provenance = teacher.provenance()
-    header = _header(frames, provenance)
     jpath = journal_path(out_path)
     jpath.parent.mkdir(parents=True, exist_ok=True)
+    lock = _lock_journal(jpath)  # one run per output at a time; released by the kernel if we are killed
+    try:
+        return _label_locked(frames, teacher, teacher_cls, settings, out_path, provenance, workers=workers,
+                             keys=keys, progress=progress, in_path=in_path, on_result=on_result, start=start)
+    finally:
+        lock.close()
+
+
+def _label_locked(frames, teacher, teacher_cls, settings, out_path, provenance, *, workers, keys, progress,
+                  in_path, on_result, start) -> LabelReport:
+    """:func:`label_frames` once the journal is locked."""
+    header = _header(frames, provenance)
+    jpath = journal_path(out_path)
+    _remove_stale_temporaries(out_path)
     journalled = _read_journal(jpath, header)
     from_output = {k: v for k, v in _reuse_output(out_path, frames, provenance, keys).items() if k not in journalled}
     done = {**from_output, **journalled}
