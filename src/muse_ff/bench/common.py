@@ -150,7 +150,7 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
         summary = _reusable(folder, stamp) if not retrain else None
         if summary is None:
             console.rule(f"training {name}: {len(train_frames)} frames, {budget.epochs} epochs")
-            summary = train(config, progress=progress).summary
+            summary = train(config, progress=progress, force=True).summary  # a bench folder is retrained in place
             (folder / "bench-config.json").write_text(json.dumps(stamp, sort_keys=True))
         else:
             console.print(f"reusing trained {name} in {folder} (--retrain to train again)")
