@@ -48,14 +48,13 @@ def teacher_settings(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from muse_ff.teachers import TeacherError, label_file
+    from muse_ff.teachers import label_file
 
+    # a bad input file (StructureReadError), a teacher that cannot start or a locked journal
+    # (TeacherError) are MuseErrors: reported by muse_ff.cli.main as one sentence
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key, stress=args.stress_key)
-    try:
-        report = label_file(args.input, args.output, args.teacher, teacher_settings(args),
-                            workers=args.workers, keys=keys, progress=not args.no_progress)
-    except TeacherError as err:
-        raise ValueError(str(err)) from err
+    report = label_file(args.input, args.output, args.teacher, teacher_settings(args),
+                        workers=args.workers, keys=keys, progress=not args.no_progress)
     print(f"labelled {report.labelled}/{report.total} frames with {args.teacher} -> {report.out_path} "
           f"({report.computed} computed, {report.reused} reused from an earlier run, {report.seconds:.1f} s)")
     if report.failures:

@@ -46,7 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_message(err: BaseException) -> str:
+    """The one-line text ``muse`` prints for a user error (an ``OSError`` as ``reason: file``)."""
+    if isinstance(err, OSError) and err.strerror:
+        names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+        return err.strerror + (": " + " -> ".join(names) if names else "")
+    text = str(err).strip()
+    return text if text else type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 success, 1 the command's own failure (e.g. frames that could not
+    be labelled), 2 a user error, 3 a missing optional package, 130 interrupted.
+
+    User errors are printed as one line, ``muse COMMAND: error: MESSAGE``, without a traceback: every
+    :class:`muse_ff.errors.MuseError` (the base class for MuSE's own user errors, e.g. ``ModelFileError``,
+    ``StructureReadError``, ``TeacherError``), ``ValueError`` (bad values, also pydantic's validation
+    errors) and ``OSError`` (a file that is missing, exists already, is a directory, is not readable or
+    writable, a full disk, ...).
+    """
+    from muse_ff.errors import MuseError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -54,12 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as err:  # user errors: clear message, no traceback
-        print(f"muse {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except ImportError as err:  # an optional extra is missing: say which
-        print(f"muse {args.command}: error: {err}", file=sys.stderr)
+        # (caught before MuseError: MissingTeacherPackage is both)
+        print(f"muse {args.command}: error: {error_message(err)}", file=sys.stderr)
         return 3
+    except (MuseError, ValueError, OSError) as err:  # user errors: one sentence, no traceback
+        print(f"muse {args.command}: error: {error_message(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def validate_atoms(atoms: Atoms, min_distance: float = MIN_DISTANCE, index: int 
     unknown = np.flatnonzero((z < 1) | (z > 118))
     if unknown.size:
         k = int(unknown[0])
-        sym = atoms.get_chemical_symbols()[k]
-        raise StructureError(f"unknown element {sym!r} (Z={int(z[k])}) at atom {k}{where}")
+        # chemical_symbols covers Z = 0 ('X') to 118 only; a negative Z would index it from the end
+        sym = f" {chemical_symbols[z[k]]!r}" if 0 <= z[k] < len(chemical_symbols) else ""
+        raise StructureError(f"unknown element{sym} (Z={int(z[k])}) at atom {k}{where}: atomic numbers "
+                             f"must be 1 to 118")
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.asarray(atoms.cell[:], dtype=float)
     if not np.isfinite(cell).all():
@@ -63,14 +65,34 @@ def validate_atoms(atoms: Atoms, min_distance: float = MIN_DISTANCE, index: int 
             )
 
 
-def _labels(atoms: Atoms, keys: LabelKeys) -> dict[str, np.ndarray | None]:
+def _label_array(value, key: str, where: str, expected: str, fits) -> np.ndarray:
+    """``value`` as float64 for which ``fits(array)``; else :class:`StructureError` naming key and frame."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise StructureError(f"label {key!r}{where} is not numeric (got {str(value)[:40]!r}); "
+                             f"expected {expected}") from None
+    if not fits(arr):
+        raise StructureError(f"label {key!r}{where} has shape {list(arr.shape)}; expected {expected}")
+    return arr
+
+
+def _labels(atoms: Atoms, keys: LabelKeys, index: int | None = None) -> dict[str, np.ndarray | None]:
+    """Energy (shape ``()``), forces ``[N, 3]`` and stress ``[3, 3]`` (from 9 or 6 Voigt numbers) found
+    under ``keys``; a label of the wrong type or shape raises :class:`StructureError` naming the key, the
+    expected shape and the frame (``index``)."""
+    where = "" if index is None else f" of structure {index}"
     out: dict[str, np.ndarray | None] = {"energy": None, "forces": None, "stress": None}
+    n = len(atoms)
     if keys.energy in atoms.info:
-        out["energy"] = np.asarray(atoms.info[keys.energy], dtype=np.float64).reshape(())
+        out["energy"] = _label_array(atoms.info[keys.energy], keys.energy, where, "one number (eV)",
+                                     lambda a: a.size == 1).reshape(())
     if keys.forces in atoms.arrays:
-        out["forces"] = np.asarray(atoms.arrays[keys.forces], dtype=np.float64).reshape(len(atoms), 3)
+        out["forces"] = _label_array(atoms.arrays[keys.forces], keys.forces, where,
+                                     f"shape [{n}, 3] (eV/Å, one row per atom)", lambda a: a.shape == (n, 3))
     if keys.stress in atoms.info:
-        s = np.asarray(atoms.info[keys.stress], dtype=np.float64).ravel()
+        s = _label_array(atoms.info[keys.stress], keys.stress, where, "9 numbers (3x3, eV/Å^3) or 6 (Voigt)",
+                         lambda a: a.size in (6, 9)).ravel()
         if s.size == 6:  # Voigt xx yy zz yz xz xy
             xx, yy, zz, yz, xz, xy = s
             s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
@@ -105,7 +127,7 @@ def frame_graph(
         )
     keep = d < cutoff
     n = len(atoms)
-    labels = _labels(atoms, keys) if keys is not None else {}
+    labels = _labels(atoms, keys, index) if keys is not None else {}
     as_t = lambda x, dt=torch.float64: None if x is None else torch.as_tensor(x, dtype=dt)  # noqa: E731
     return Graph(
         positions=torch.as_tensor(pos, dtype=torch.float64),

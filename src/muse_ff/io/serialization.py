@@ -13,16 +13,25 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
+
+from muse_ff.errors import MuseError
 
 FORMAT = "muse-ff-model"
 FORMAT_VERSION = 1
 
 
-class ModelFileError(ValueError):
+class ModelFileError(MuseError, ValueError):
     """A file that is not a loadable MuSE model (truncated, foreign, unsafe or from a newer version)."""
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its class name if the message is empty."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
@@ -59,17 +68,34 @@ def save_model(model, path: str | os.PathLike) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def _check_archive(path: Path) -> None:
+    """Raise :class:`ModelFileError` unless ``path`` is a complete zip archive (what ``torch.save`` writes).
+
+    Checked before ``torch.load``: it reads anything else as a legacy pickle stream, so random bytes
+    failed with a misleading "objects other than plain data" or an empty file with an ``IndexError``.
+    """
+    if path.is_dir():
+        raise ModelFileError(f"{path}: not a MuSE model file: it is a directory")
+    with open(path, "rb") as fh:  # a file we may not read raises PermissionError (an OSError) here
+        head = fh.read(4)
+    if not head:
+        raise ModelFileError(f"{path}: not a readable MuSE model file: the file is empty (0 bytes)")
+    if head != b"PK\x03\x04" or not zipfile.is_zipfile(path):
+        what = "it ends early" if head == b"PK\x03\x04" else "it does not start like one"
+        raise ModelFileError(f"{path}: not a readable MuSE model file (truncated or corrupt?): MuSE model "
+                             f"files are zip archives written by torch.save, and {what}")
+
+
 def _safe_load(path: Path) -> dict:
+    _check_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ModelFileError(f"{path}: refused to load: the file contains objects other than plain data "
-                             f"(weights_only load failed: {str(err).splitlines()[0]})") from None
-    except FileNotFoundError:
-        raise
+                             f"(weights_only load failed: {_first_line(err)})") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... on damaged archives
         raise ModelFileError(f"{path}: not a readable MuSE model file (truncated or corrupt?): "
-                             f"{str(err).splitlines()[0]}") from None
+                             f"{_first_line(err)}") from None
 
 
 def upgrade_payload(payload: dict) -> dict:
@@ -87,10 +113,27 @@ def model_from_payload(payload: dict, source: str = "payload"):
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{source}: not a MuSE model file (no '{FORMAT}' format marker)")
     payload = upgrade_payload(payload)
-    model = build_model(payload["config"])
-    missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+    config, state = payload.get("config"), payload.get("state_dict")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{source}: damaged MuSE model file: its 'config' is not a mapping")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelFileError(f"{source}: damaged MuSE model file: its 'state_dict' is not a mapping of "
+                             f"parameter names to tensors")
+    try:
+        model = build_model(config)
+    except (ValueError, TypeError, KeyError) as err:  # pydantic's ValidationError is a ValueError
+        raise ModelFileError(f"{source}: the file's config is not a valid model config: "
+                             f"{_first_line(err)}") from None
+    expected = model.state_dict()
+    for name, tensor in expected.items():  # load_state_dict would raise a RuntimeError listing them all
+        if name in state and tuple(state[name].shape) != tuple(tensor.shape):
+            raise ModelFileError(f"{source}: the file's weights do not match its config: parameter {name!r} "
+                                 f"has shape {list(state[name].shape)} in the file, but {list(tensor.shape)} "
+                                 f"in the model its config builds")
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelFileError(f"{source}: weights do not match the config (missing {missing[:5]}, "
+        raise ModelFileError(f"{source}: the file's weights do not match its config (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")
     model.eval()
     return model

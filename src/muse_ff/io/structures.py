@@ -3,16 +3,20 @@
 ASE reports an empty, truncated or binary file with whatever its parser hits first (``ValueError: could
 not assign tuple of length 2 ...``, ``UnicodeDecodeError``, ``StopIteration``, ...), without the file name.
 :func:`read_structures` turns every such failure into :class:`StructureReadError`, one sentence starting
-``could not read structures from FILE:``, which the ``muse`` command prints without a traceback.
+``could not read structures from FILE:``, which the ``muse`` command prints without a traceback. An
+(ext)xyz file must end with a newline: one cut inside its last line would otherwise be read silently, a
+cut number (``-0.477047`` -> ``-0.``) taken as a shorter one.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import ase.io
 from ase import Atoms
+from ase.io.formats import UnknownFileTypeError
 
 from muse_ff.errors import MuseError
 
@@ -34,20 +38,39 @@ def _reason(err: Exception, index: int | str | slice) -> str:
         return "it is not a text structure file (it holds binary data)"
     if "empty file" in str(err).lower():
         return "the file is empty"
+    if isinstance(err, UnknownFileTypeError):
+        return f"ASE does not know its format ({_first_line(err)}); give an extxyz file or any format ASE reads"
     if isinstance(err, (IndexError, StopIteration)) and isinstance(index, int):
         return f"it has no structure at index {index}"
-    return (f"{type(err).__name__}: {_first_line(err)} (is the file truncated, or not in the format its "
-            f"name says?)")
+    return (f"{type(err).__name__}: {_first_line(err).rstrip('.')} (is the file truncated, or not in the "
+            f"format its name says?)")
+
+
+#: message for an (ext)xyz file whose last line is incomplete
+_NO_FINAL_NEWLINE = ("its last line does not end with a newline, so it looks truncated (ASE would read a cut "
+                     "number such as '-0.' without complaint); if the file is complete, add the final newline")
 
 
 def _read(path: Path, index: int | str | slice, format: str | None):
+    """ASE's reading of ``path``; then, for (ext)xyz, the check that the last line is complete."""
     if path.suffix in _OPENERS and path.with_suffix("").suffix == ".extxyz":
         # ASE re-opens a compressed stream for every frame it indexes (minutes for a few thousand
         # frames); decompressing once is linear
         module = __import__(_OPENERS[path.suffix])
         with module.open(path, "rt") as fh:
-            return ase.io.read(io.StringIO(fh.read()), index=index, format="extxyz")
-    return ase.io.read(path, index=index, format=format)
+            text = fh.read()
+        got = ase.io.read(io.StringIO(text), index=index, format="extxyz")
+        complete = not text or text.endswith("\n")
+    else:
+        got = ase.io.read(path, index=index, format=format)
+        complete = True
+        if format in ("xyz", "extxyz") or format is None and path.suffix in (".xyz", ".extxyz"):
+            with open(path, "rb") as fh:  # (not empty: ASE has read something)
+                fh.seek(-1, os.SEEK_END)
+                complete = fh.read(1) == b"\n"
+    if not complete:  # a cut inside the last line still parses (a truncated number is read as a shorter one)
+        raise StructureReadError(f"could not read structures from {path}: {_NO_FINAL_NEWLINE}")
+    return got
 
 
 def read_structures(path: str | Path, index: int | str | slice = ":", *,
@@ -65,7 +88,7 @@ def read_structures(path: str | Path, index: int | str | slice = ":", *,
         raise StructureReadError(f"could not read structures from {path}: it is a directory, not a file")
     try:
         got = _read(path, index, format)
-    except (MemoryError, RecursionError):
+    except (MemoryError, RecursionError, StructureReadError):
         raise
     except PermissionError as err:
         raise StructureReadError(f"could not read structures from {path}: permission denied") from err

@@ -22,9 +22,14 @@ from typing import Any, ClassVar
 import numpy as np
 from ase import Atoms
 
+from muse_ff.errors import MuseError
 
-class TeacherError(RuntimeError):
-    """A teacher cannot be created (missing package, bad settings) or failed on a structure."""
+
+class TeacherError(MuseError, RuntimeError):
+    """A teacher cannot be created (missing package, bad settings) or failed on a structure.
+
+    A :class:`~muse_ff.errors.MuseError`: the ``muse`` command reports it as one sentence.
+    """
 
 
 class MissingTeacherPackage(TeacherError, ImportError):

@@ -346,6 +346,8 @@ def label_frames(frames: Sequence[Atoms], teacher_cls: type[Teacher], settings: 
     start, out_path = time.perf_counter(), Path(out_path)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if out_path.is_dir():  # found now, not after hours of labelling
+        raise ValueError(f"output {out_path} is a directory; give the path of the extxyz file to write")
     teacher = teacher_cls(**settings)  # fail early on a missing package or bad settings
     provenance = teacher.provenance()
     jpath = journal_path(out_path)
@@ -409,7 +411,7 @@ def label_file(in_path: str | Path, out_path: str | Path, teacher: str | type[Te
     from muse_ff.teachers import get_teacher_class
 
     in_path = Path(in_path)
-    if not in_path.is_file():
+    if not in_path.exists():
         raise FileNotFoundError(f"input structures not found: {in_path}")
     if Path(out_path).resolve() == in_path.resolve():
         raise ValueError(f"output {out_path} would overwrite the input; choose another path")
