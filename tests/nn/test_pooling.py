@@ -210,3 +210,38 @@ def test_raises_if_level_has_fewer_nodes_than_required():
     model = build_model({"backbone": PAINN, "levels": [{"min_nodes": 2}]})
     with pytest.raises(CoarseLevelError, match="coarse level 1 has 1 node.*at least 2"):
         model.graph_from_atoms(molecule("H2O"))
+
+
+def _caged_argon(offset: float):
+    """C60 with an argon atom ``offset`` Å from its centre: the two coarse nodes coincide at offset 0."""
+    from ase import Atoms
+
+    c60 = molecule("C60")
+    c60.positions -= c60.positions.mean(0)
+    return c60 + Atoms("Ar", positions=[[offset, 0.3 * offset, 0.0]])
+
+
+@pytest.mark.parametrize("backbone", [PAINN, {"name": "so3krates", "features": 16, "heads": 2,
+                                                     "layers": 1, "degrees": [1, 2], "num_basis": 8}])
+def test_coinciding_coarse_nodes_give_smooth_finite_forces(backbone):
+    """Issue #13 item 11: a coarse edge of (near) zero length had an undefined direction: |F| 8e4 eV/Å for an
+    argon atom at the centre of C60 (both coarse nodes there). The inner switch makes it smooth and finite."""
+    torch.manual_seed(0)
+    model = build_model({"backbone": backbone, "levels": [{"ratio": 4}], "dtype": "float64"}).eval()
+    calc = MuSECalculator(model)
+    direction = np.array([1.0, 0.3, 0.0])  # the argon moves along offset * direction
+
+    def energy_and_slope(x):
+        a = _caged_argon(x)
+        a.calc = calc
+        return a.get_potential_energy(), a.get_forces()
+
+    path = [energy_and_slope(x) for x in np.linspace(-0.6, 0.6, 25)]
+    energies, forces = np.array([e for e, _ in path]), np.array([f for _, f in path])
+    assert np.isfinite(energies).all() and np.isfinite(forces).all()
+    assert np.abs(forces).max() < 5.0  # an untrained model's forces are O(0.1) eV/Å
+    # forces are minus the gradient through the coincidence and across the switch (central differences)
+    h = 1e-4
+    for x in (0.0, 0.02, 0.3, 0.45, 0.5, 0.55):
+        fd = -(energy_and_slope(x + h)[0] - energy_and_slope(x - h)[0]) / (2 * h)
+        assert abs(energy_and_slope(x)[1][-1] @ direction - fd) < 1e-5 * max(1.0, abs(fd))

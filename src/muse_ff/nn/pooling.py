@@ -17,7 +17,11 @@ whose seed groups are within the level's ``hops`` bonds. From it, at every call:
 * unpooling  h_i += sum_c w_ic U(h_c);  coarse energies are handed back as  e_i = sum_c w_ic e_c / m_c.
 
 The coarse radius graph is rebuilt from detached coarse positions at every call (like a neighbour list);
-the backbone's smooth radial cutoff makes the energy continuous as coarse pairs cross it.
+the backbone's smooth radial cutoff makes the energy continuous as coarse pairs cross it. Two coarse nodes
+may coincide (a molecule or an ion inside a cage: both nodes at the cage's centre), where an edge has no
+direction: every coarse edge's contribution is multiplied by an inner switch that rises from 0 at
+:data:`CORE` [0] to 1 at :data:`CORE` [1] (C3-smooth), and edges inside the core are left out (their
+weight is exactly 0), so the energy and its derivatives stay smooth and finite through coincidence.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from muse_ff.data.graph import Graph, LevelTopology
 from muse_ff.data.neighbors import neighbor_list
 from muse_ff.nn.backbones.base import BackboneOutput
 from muse_ff.nn.heads import EnergyHead
-from muse_ff.nn.radial import smooth_cutoff
+from muse_ff.nn.radial import inner_switch, smooth_cutoff
+
+#: (inner, outer) radii (Å) of the coarse edges' inner switch: 0 below inner, 1 above outer
+CORE = (0.5, 1.5)
 
 
 @dataclass
@@ -137,7 +144,7 @@ class CoarseLevel(nn.Module):
         r = self.edge_vectors(state, cell).norm(dim=-1)
         r0 = self.dispersion_r0.abs() + 1.0
         i, j = state.edge_index
-        pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) / (r**6 + r0**6)
+        pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) * inner_switch(r, *CORE) / (r**6 + r0**6)
         return 0.5 * pair.new_zeros(c.shape[0]).index_add_(0, i, pair)
 
     def _affinity(self, h_fine, h_node):
@@ -167,11 +174,18 @@ class CoarseLevel(nn.Module):
             vecs = fine.vectors.new_zeros(nc, *fine.vectors.shape[1:]).index_add_(
                 0, pc, w[:, None, None] * fine.vectors[pf]) / mass[:, None, None]
         edge_index, edge_shifts = _coarse_graph(graph, pos_c, batch_c, self.cutoff)
+        with torch.no_grad():  # edges inside the core have weight exactly 0 and no defined direction
+            i, j = edge_index
+            r = (pos_c[j] - pos_c[i] + torch.einsum("ek,ekl->el", edge_shifts, cell[batch_c[i]])).norm(dim=-1)
+            keep = r > CORE[0]
+        edge_index, edge_shifts = edge_index[:, keep], edge_shifts[keep]
         return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
 
     def run(self, state: PoolState, cell) -> BackboneOutput:
         x = torch.cat([state.scalars, (state.mass / self.ratio).unsqueeze(-1)], dim=-1)
-        return self.backbone(x, state.edge_index, self.edge_vectors(state, cell), state.vectors)
+        vectors = self.edge_vectors(state, cell)
+        weights = inner_switch(vectors.norm(dim=-1), *CORE)
+        return self.backbone(x, state.edge_index, vectors, state.vectors, edge_weights=weights)
 
     def unpool(self, state: PoolState, coarse_scalars: torch.Tensor) -> torch.Tensor:
         """[m, F_c] coarse features -> [n, F_fine] context for the fine nodes."""

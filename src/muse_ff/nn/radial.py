@@ -27,6 +27,17 @@ def smooth_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     return torch.where(r < cutoff, f, torch.zeros_like(f))
 
 
+def inner_switch(r: torch.Tensor, inner: float, outer: float) -> torch.Tensor:
+    """0 for r <= inner, 1 for r >= outer: 35x^4 - 84x^5 + 70x^6 - 20x^7 with x = (r - inner)/(outer - inner)
+    between, whose first three derivatives vanish at both ends.
+
+    Multiplies the contribution of a coarse edge so that two coarse nodes may coincide (a molecule inside a
+    cage: both nodes at the cage's centre) with a smooth energy and no undefined edge direction.
+    """
+    x = ((r - inner) / (outer - inner)).clamp(0.0, 1.0)
+    return x**4 * (35.0 - x * (84.0 - x * (70.0 - 20.0 * x)))
+
+
 class BesselBasis(nn.Module):
     """sin(n pi r / rc) / r for n = 1..num_basis (Klicpera et al. 2020), times :func:`smooth_cutoff`.
 

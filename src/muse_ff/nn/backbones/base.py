@@ -45,6 +45,7 @@ class Backbone(nn.Module):
         edge_index: torch.Tensor,
         edge_vectors: torch.Tensor,
         node_vectors: torch.Tensor | None = None,
+        edge_weights: torch.Tensor | None = None,
     ) -> BackboneOutput:
         """Args:
             node_features: [n, in_features] continuous input features.
@@ -52,6 +53,8 @@ class Backbone(nn.Module):
                 and every edge's contribution must go smoothly to zero at the cutoff.
             edge_vectors: [e, 3] r_ij = r_j - r_i (Å).
             node_vectors: optional [n, 3, vector_features] equivariant input (pooled from a finer level).
+            edge_weights: optional [e] smooth factors in [0, 1] on each edge's contribution (the coarse levels'
+                inner switch); every message along an edge must vanish smoothly as its weight goes to 0.
         Returns:
             :class:`BackboneOutput`.
         """

@@ -161,6 +161,7 @@ class MACE(Backbone):
                 node_feats_irreps=inter.target_irreps, target_irreps=out_irreps, correlation=correlation,
                 num_elements=self.in_features, use_sc="Residual" in cls.__name__, **product_kwargs))
             node_irreps = out_irreps
+        self._takes_cutoff = all("cutoff" in inspect.signature(i.forward).parameters for i in self.interactions)
 
     def _initial_features(self, node_features, node_vectors):
         h = self.node_embedding(node_features)
@@ -174,7 +175,7 @@ class MACE(Backbone):
             v = v.reshape(n, C * 3)
         return torch.cat([h, v], dim=-1)
 
-    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None) -> BackboneOutput:
+    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None) -> BackboneOutput:
         mace_edges = edge_index.flip(0)  # mace: (sender, receiver)
         vectors = -edge_vectors  # mace: r_receiver - r_sender
         lengths = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
@@ -186,11 +187,17 @@ class MACE(Backbone):
         # (features, None), 0.3.10 the features alone)
         edge_feats = self.radial_embedding(lengths, attrs, mace_edges, None)
         edge_feats = edge_feats[0] if isinstance(edge_feats, tuple) else edge_feats
+        extra = {}
+        if edge_weights is not None:
+            if self._takes_cutoff:  # mace >= 0.3.11 multiplies the tensor-product weights by ``cutoff``
+                extra["cutoff"] = edge_weights.unsqueeze(-1)
+            else:  # the radial MLP (no biases, silu) maps 0 to 0: messages vanish with w
+                edge_feats = edge_feats * edge_weights.unsqueeze(-1)
         h = self._initial_features(attrs, node_vectors)
         scalars = []
         for interaction, product in zip(self.interactions, self.products):
             h, sc = interaction(node_attrs=attrs, node_feats=h, edge_attrs=edge_attrs,
-                                edge_feats=edge_feats, edge_index=mace_edges)
+                                edge_feats=edge_feats, edge_index=mace_edges, **extra)
             h = product(node_feats=h, sc=sc, node_attrs=selector)
             scalars.append(h[:, : self.num_channels])
         vec = None

@@ -82,7 +82,7 @@ class PaiNN(Backbone):
         self.messages = nn.ModuleList(PaiNNMessage(features, num_basis) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(features) for _ in range(layers))
 
-    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None) -> BackboneOutput:
+    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None) -> BackboneOutput:
         s = self.embed(node_features)
         v = s.new_zeros(s.shape[0], 3, self.features)
         if node_vectors is not None and self.vector_embed is not None:
@@ -90,6 +90,8 @@ class PaiNN(Backbone):
         r = torch.linalg.vector_norm(edge_vectors, dim=-1)
         unit = edge_vectors / r.unsqueeze(-1)
         rbf = self.rbf(r)
+        if edge_weights is not None:  # the filters are linear in rbf without bias: every message scales with it
+            rbf = rbf * edge_weights.unsqueeze(-1)
         for message, update in zip(self.messages, self.updates):
             s, v = message(s, v, edge_index, rbf, unit)
             s, v = update(s, v)

@@ -189,7 +189,7 @@ class SO3krates(Backbone):
         self.layers = nn.ModuleList(SO3kratesLayer(features, heads, deg, num_basis, residual_mlp)
                                     for _ in range(layers))
 
-    def encode(self, node_features, edge_index, edge_vectors, node_vectors=None):
+    def encode(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None):
         """(x [n, F], chi [n, M]): invariant features and Euclidean variables after the last layer."""
         x = self.embed(node_features)
         chi = x.new_zeros(x.shape[0], self.num_sph)
@@ -199,11 +199,13 @@ class SO3krates(Backbone):
         r = torch.linalg.vector_norm(edge_vectors, dim=-1)
         ylm = spherical_harmonics(edge_vectors / r.unsqueeze(-1), self.degrees)
         rbf, cut = self.rbf(r), smooth_cutoff(r, self.cutoff)
+        if edge_weights is not None:  # the envelope multiplies every attention weight
+            cut = cut * edge_weights
         for layer in self.layers:
             x, chi = layer(x, chi, edge_index, rbf, ylm, cut)
         return x, chi
 
-    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None) -> BackboneOutput:
-        x, chi = self.encode(node_features, edge_index, edge_vectors, node_vectors)
+    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None) -> BackboneOutput:
+        x, chi = self.encode(node_features, edge_index, edge_vectors, node_vectors, edge_weights)
         vectors = l1_to_cartesian(chi[:, self.l1].unsqueeze(-1)) if self.l1 is not None else None
         return BackboneOutput(scalars=x, vectors=vectors)
