@@ -30,13 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _read(path: str, index: str) -> list:
     """Frames ``index`` of ``path``; ``info['_source']`` names each ``path:k`` by its index in the file."""
-    from ase.io import read
     from ase.io.formats import string2index
 
-    try:
-        frames = read(path, index=":")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"data file not found: {path}") from None
+    from muse_ff.io.structures import read_structures
+
+    frames = read_structures(path, ":")
     try:
         picked = range(len(frames))[string2index(index)]
     except (ValueError, IndexError):

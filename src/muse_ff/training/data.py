@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from ase import Atoms
-from ase.io import read
 
 from muse_ff.data.atoms import LabelKeys, StructureError, collate, frame_graph
 from muse_ff.data.graph import Graph
+from muse_ff.io.structures import read_structures
 from muse_ff.training.config import DataConfig
 
 SPLITS = ("train", "valid", "test")
@@ -39,10 +39,7 @@ def read_frames(paths: Sequence[str]) -> list[Atoms]:
     """All frames of the given extended-XYZ files, in order; ``info['_source']`` names file:index."""
     frames = []
     for path in paths:
-        try:
-            got = read(path, index=":")
-        except FileNotFoundError:
-            raise FileNotFoundError(f"data file not found: {path}") from None
+        got = read_structures(path, ":")
         for k, atoms in enumerate(got):
             atoms.info["_source"] = f"{path}:{k}"
             frames.append(atoms)
