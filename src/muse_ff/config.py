@@ -123,6 +123,11 @@ class LevelConfig(StrictModel):
             may be one coarse node); a structure with fewer raises a clear error.
         dispersion: add a learned, damped -C6/R^6 pair energy between this level's coarse nodes (within
             its cutoff), so the tail has a physical, attractive form (default false).
+        saturation: n0 of the density normalisation of this level's messages: an edge i <- j weighs
+            ``s_ij n0 / (n0 + rho_i)`` with ``rho_i = sum_j s_ij f_c(r_ij)`` the smooth count of i's coarse
+            neighbours (s: inner switch, f_c: cutoff envelope), so the total weight a coarse node receives stays
+            below n0 at any density: sums where coarse nodes are sparse (gas phase), means where they are
+            dense (a liquid, with one coarse node per molecule, or a tiny periodic cell). Default 8.
     """
 
     ratio: float = Field(8.0, gt=1.0)
@@ -134,6 +139,7 @@ class LevelConfig(StrictModel):
     backbone: BackboneConfig | None = None
     min_nodes: int = Field(1, ge=1)
     dispersion: bool = False
+    saturation: float = Field(8.0, gt=0)
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

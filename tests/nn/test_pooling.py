@@ -245,3 +245,32 @@ def test_coinciding_coarse_nodes_give_smooth_finite_forces(backbone):
     for x in (0.0, 0.02, 0.3, 0.45, 0.5, 0.55):
         fd = -(energy_and_slope(x + h)[0] - energy_and_slope(x - h)[0]) / (2 * h)
         assert abs(energy_and_slope(x)[1][-1] @ direction - fd) < 1e-5 * max(1.0, abs(fd))
+
+
+def test_total_weight_a_coarse_node_receives_stays_below_saturation_at_any_density():
+    """Issue #13 item 11: with one coarse node per molecule, a water molecule in a 2.6 Å cell has thousands of
+    coarse neighbours within 20 Å; summed messages made MuSE give +6,541 eV per molecule in a 3.1 Å cell. Each
+    edge's weight is s_ij n0 / (n0 + rho_i), rho_i = sum_j s_ij f_c(r_ij); the backbone's messages carry
+    w_ij f_c(r_ij), whose sum over a node's edges stays below n0."""
+    from muse_ff.nn.radial import smooth_cutoff
+
+    torch.manual_seed(0)
+    model = build_model({"backbone": PAINN, "levels": [{"ratio": 4}, {"ratio": 4, "saturation": 5.0}],
+                         "dtype": "float64"}).eval()
+    totals = {}
+    for side in (40.0, 6.0, 3.1, 2.6):
+        water = molecule("H2O")
+        water.cell, water.pbc = np.eye(3) * side, True
+        water.center()
+        graph = model.graph_from_atoms(water)
+        for k, (level, state) in enumerate(zip(model.levels, model.coarse_grain(graph))):
+            r = level.edge_vectors(state, graph.cell).norm(dim=-1)
+            w = level.edge_weights(state, r)
+            assert (w >= 0).all() and (w <= 1).all()
+            total = w.new_zeros(state.positions.shape[0]).index_add_(0, state.edge_index[0],
+                                                                     w * smooth_cutoff(r, level.cutoff))
+            totals[side, k] = (len(r), float(total.max()) if len(r) else 0.0)
+            assert totals[side, k][1] < level.saturation
+    # the top level of the 2.6 Å cell has thousands of edges, yet its node's total stays below n0 = 5
+    assert totals[2.6, 1][0] > 1000 and totals[2.6, 1][1] > 4.5
+    assert totals[40.0, 1][1] < 0.5  # alone in a 40 Å cell: its images are beyond (or at the edge of) the cutoff
