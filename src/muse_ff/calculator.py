@@ -86,10 +86,16 @@ class MuSECalculator(Calculator):
         if "stress" in out:
             self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"][0].detach().double().cpu().numpy())
 
-    def get_hessian(self, atoms: Atoms | None = None) -> np.ndarray:
-        """Hessian d2E/dR2 as a (3N, 3N) array in eV/Å^2, by autograd."""
+    def get_hessian(self, atoms: Atoms | None = None, *, max_memory: float | None = None,
+                    chunk: int | None = None) -> np.ndarray:
+        """Hessian d2E/dR2 as a (3N, 3N) array in eV/Å^2, by autograd.
+
+        Its rows come in vectorised chunks sized so that the memory it takes stays within ``max_memory``
+        bytes (default :data:`muse_ff.physics.derivatives.DEFAULT_MAX_MEMORY`, 4 GiB); ``chunk`` fixes the
+        rows per chunk instead. The Hessian does not depend on either (up to rounding in the last digit).
+        """
         atoms = self.atoms if atoms is None else atoms
         if atoms is None:
             raise ValueError("get_hessian needs atoms")
-        h = hessian(self.model, self.graph(atoms))
-        return h.double().cpu().numpy()
+        h = hessian(self.model, self.graph(atoms), chunk=chunk, max_memory=max_memory)
+        return h.cpu().numpy().astype(np.float64, copy=False)

@@ -2,7 +2,8 @@
 
 * forces  F = -dE/dR                           [N, 3] (eV/Å)
 * stress  sigma = (1/V) dE/d(epsilon)          [B, 3, 3] (eV/Å^3, ASE convention), periodic frames
-* Hessian H = d2E/dR2                          [3N, 3N] (eV/Å^2) for one frame (vmap, loop fallback)
+* Hessian H = d2E/dR2                          [3N, 3N] (eV/Å^2) for one frame (vmap, loop fallback), in
+  chunks of rows sized so that its memory stays within a bound
 * Hessian-vector products and partial Hessians (rows of selected atoms).
 
 Strain enters as a symmetric displacement gradient applied to positions and cell, so the stress is the
@@ -11,11 +12,14 @@ derivative of the same energy function the forces come from.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 
 from muse_ff.data.graph import Graph
+
+log = logging.getLogger(__name__)
 
 
 def _strained(graph: Graph, positions: torch.Tensor, cell: torch.Tensor, strain: torch.Tensor):
@@ -70,24 +74,87 @@ def energy_and_derivatives(model, graph: Graph, *, forces: bool = True, stress: 
 
 
 def _gradient_fn(model, graph: Graph):
-    """(positions [n, 3] -> flat gradient [3n], positions) for a single-frame graph, graph kept."""
+    """(flat gradient [3n], positions, bytes) for a single-frame graph, graph of the gradient kept.
+
+    ``bytes`` is the memory the autograd graph of the gradient holds (every tensor saved for backward by
+    the energy and by its gradient, each counted once): the measure :func:`hessian_rows` sizes its chunks by.
+    """
     if graph.num_frames != 1:
         raise ValueError(f"Hessians are taken for one structure at a time, got a batch of {graph.num_frames}")
-    pos = graph.positions.detach().requires_grad_(True)
-    energy = model(graph, positions=pos)["energy"].sum()
-    (grad,) = torch.autograd.grad(energy, pos, create_graph=True)
-    return grad.reshape(-1), pos
+    saved: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[(t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype)] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        pos = graph.positions.detach().requires_grad_(True)
+        energy = model(graph, positions=pos)["energy"].sum()
+        (grad,) = torch.autograd.grad(energy, pos, create_graph=True)
+    return grad.reshape(-1), pos, sum(saved.values())
 
 
-def hessian_rows(model, graph: Graph, rows: torch.Tensor, chunk: int = 96, vectorize: bool = True) -> torch.Tensor:
+#: default bound (bytes) on the memory a Hessian takes: 4 GiB
+DEFAULT_MAX_MEMORY = 4 * 1024**3
+
+
+def hessian_chunk(n_rows: int, row_bytes: int, max_memory: float | None = None, fixed_bytes: int = 0) -> int:
+    """Rows per vectorised product so that ``fixed_bytes + chunk * row_bytes`` stays within ``max_memory``.
+
+    Args:
+        n_rows: rows to compute (the chunk never exceeds it).
+        row_bytes: memory one row of a vectorised product takes (about the size of the gradient's graph).
+        max_memory: the bound in bytes (default :data:`DEFAULT_MAX_MEMORY`).
+        fixed_bytes: memory held however the rows are chunked (the gradient's graph, the result).
+    Returns:
+        the chunk, at least 1 (one row at a time is the least a Hessian can take, even above the bound).
+    """
+    max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+    if not max_memory > 0:
+        raise ValueError(f"the memory bound of a Hessian must be positive, got {max_memory} bytes")
+    free = max_memory - fixed_bytes
+    chunk = int(free // max(int(row_bytes), 1)) if free > 0 else 1
+    return max(1, min(chunk, int(n_rows)))
+
+
+def _auto_chunk(n_rows: int, n3: int, itemsize: int, graph_bytes: int, max_memory: float | None) -> int:
+    """The chunk :func:`hessian_rows` takes: held throughout are the gradient's graph and the result
+    ([n_rows, 3N]); each row of a vectorised product takes about the gradient's graph again (the
+    products of every saved tensor get a batch dimension) plus its unit vector and its row."""
+    fixed = graph_bytes + n_rows * n3 * itemsize
+    return hessian_chunk(n_rows, graph_bytes + 2 * n3 * itemsize, max_memory, fixed)
+
+
+def hessian_chunk_for(model, graph: Graph, n_rows: int | None = None, max_memory: float | None = None) -> int:
+    """The chunk :func:`hessian_rows` chooses for ``n_rows`` rows (default all 3N) of this graph's
+    Hessian within ``max_memory`` bytes (builds the gradient's graph once to measure it)."""
+    grad, _, graph_bytes = _gradient_fn(model, graph)
+    n3 = grad.numel()
+    return _auto_chunk(n3 if n_rows is None else n_rows, n3, grad.element_size(), graph_bytes, max_memory)
+
+
+def hessian_rows(model, graph: Graph, rows: torch.Tensor, chunk: int | None = None, vectorize: bool = True,
+                 max_memory: float | None = None) -> torch.Tensor:
     """Rows ``rows`` (indices into the 3N coordinates) of the Hessian d2E/dR2: [len(rows), 3N] (eV/Å^2).
 
     Uses batched vector-Jacobian products (``torch.func``-style vmap through ``is_grads_batched``) in
     chunks of ``chunk`` rows; falls back to a loop of single products where vmap is not supported.
+
+    A vectorised product of ``k`` rows takes about ``k`` times the memory of the gradient's autograd graph
+    (measured while it is built: the tensors it saves). Without ``chunk``, the chunk is the largest for
+    which that graph, the chunk's products and the result fit in ``max_memory`` bytes (default
+    :data:`DEFAULT_MAX_MEMORY`; see :func:`hessian_chunk`); the rows do not depend on the chunk.
     """
-    grad, pos = _gradient_fn(model, graph)
+    if chunk is not None and (isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1):
+        raise ValueError(f"the Hessian chunk must be a whole number of rows >= 1, got {chunk!r}")
+    grad, pos, graph_bytes = _gradient_fn(model, graph)
     n3 = grad.numel()
-    out = []
+    result = torch.empty(len(rows), n3, dtype=grad.dtype, device=grad.device)
+    if chunk is None:
+        chunk = _auto_chunk(len(rows), n3, grad.element_size(), graph_bytes, max_memory)
+    chunk = int(chunk)
+    log.debug("Hessian of %d rows x %d in chunks of %d rows (gradient graph %.3g GB)", len(rows), n3, chunk,
+              graph_bytes / 1e9)
     for start in range(0, len(rows), chunk):
         idx = rows[start:start + chunk]
         basis = torch.zeros(len(idx), n3, dtype=grad.dtype, device=grad.device)
@@ -102,30 +169,34 @@ def hessian_rows(model, graph: Graph, rows: torch.Tensor, chunk: int = 96, vecto
         if block is None:
             block = torch.stack([torch.autograd.grad(grad, pos, grad_outputs=b, retain_graph=True)[0]
                                  for b in basis])
-        out.append(block.reshape(len(idx), n3))
-    return torch.cat(out).detach()
+        result[start:start + len(idx)] = block.reshape(len(idx), n3).detach()
+        del block, basis
+    return result
 
 
-def hessian(model, graph: Graph, chunk: int = 96, vectorize: bool = True) -> torch.Tensor:
-    """Full Hessian [3N, 3N] (eV/Å^2) of a single-frame graph."""
+def hessian(model, graph: Graph, chunk: int | None = None, vectorize: bool = True,
+            max_memory: float | None = None) -> torch.Tensor:
+    """Full Hessian [3N, 3N] (eV/Å^2) of a single-frame graph, within ``max_memory`` bytes unless a
+    ``chunk`` is given (see :func:`hessian_rows`)."""
     n3 = 3 * graph.num_atoms
     rows = torch.arange(n3, device=graph.positions.device)
-    return hessian_rows(model, graph, rows, chunk=chunk, vectorize=vectorize)
+    return hessian_rows(model, graph, rows, chunk=chunk, vectorize=vectorize, max_memory=max_memory)
 
 
-def partial_hessian(model, graph: Graph, atoms: Sequence[int]) -> torch.Tensor:
+def partial_hessian(model, graph: Graph, atoms: Sequence[int], chunk: int | None = None,
+                    max_memory: float | None = None) -> torch.Tensor:
     """Rows of the Hessian for the coordinates of ``atoms``: [3k, 3N] (eV/Å^2).
 
     The square block among the selected atoms is ``H[:, cols]`` with ``cols`` the same coordinate indices.
     """
     idx = torch.as_tensor(list(atoms), dtype=torch.int64, device=graph.positions.device)
     rows = (3 * idx[:, None] + torch.arange(3, device=idx.device)).reshape(-1)
-    return hessian_rows(model, graph, rows)
+    return hessian_rows(model, graph, rows, chunk=chunk, max_memory=max_memory)
 
 
 def hessian_vector_product(model, graph: Graph, vector: torch.Tensor) -> torch.Tensor:
     """H @ v for v of shape [N, 3] (or [3N]); returns the same shape (eV/Å^2 x unit of v)."""
-    grad, pos = _gradient_fn(model, graph)
+    grad, pos, _ = _gradient_fn(model, graph)
     v = vector.reshape(-1).to(grad.dtype)
     (hv,) = torch.autograd.grad(grad, pos, grad_outputs=v)
     return hv.reshape(vector.shape).detach()
