@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "train a model from a YAML config (model/data/training sections); multi-GPU with --devices"
 
@@ -29,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from muse_ff.training import load_train_config, train
-    from muse_ff.training.errors import TrainingDivergedError
     from muse_ff.training.report import print_train_summary
 
     if args.threads is not None:
@@ -40,12 +38,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"output_dir": args.output_dir})})
     devices = int(args.devices) if args.devices.isdigit() else args.devices
-    try:
-        result = train(cfg, resume=args.resume, force=args.force, devices=devices, num_nodes=args.num_nodes,
-                       accelerator=args.accelerator, strategy=args.strategy, progress=not args.no_progress)
-    except TrainingDivergedError as err:  # a RuntimeError that the user fixes in the config: one line
-        print(f"muse train: error: {err}", file=sys.stderr)
-        return 2
+    # TrainingDivergedError, LabelError, OutputExistsError are MuseErrors: muse prints them as one line, exit 2
+    result = train(cfg, resume=args.resume, force=args.force, devices=devices, num_nodes=args.num_nodes,
+                   accelerator=args.accelerator, strategy=args.strategy, progress=not args.no_progress)
     if result.is_main:
         print_train_summary(result.summary, result.output_dir)
     return 0

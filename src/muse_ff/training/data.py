@@ -16,13 +16,14 @@ from ase import Atoms
 
 from muse_ff.data.atoms import LabelKeys, StructureError, collate, frame_graph
 from muse_ff.data.graph import Graph
+from muse_ff.errors import MuseError
 from muse_ff.io.structures import read_structures
 from muse_ff.training.config import DataConfig
 
 SPLITS = ("train", "valid", "test")
 
 
-class LabelError(ValueError):
+class LabelError(MuseError, ValueError):
     """Frames lack labels the training needs; the message lists which frames lack which labels."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from muse_ff.errors import MuseError
 
-class TrainingDivergedError(RuntimeError):
+
+class TrainingDivergedError(MuseError, RuntimeError):
     """Weights or loss became NaN/inf during training.
 
     The message is one sentence with the remedy; ``muse train`` prints it without a traceback.

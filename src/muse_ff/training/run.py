@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from muse_ff.errors import MuseError
 from muse_ff.io.serialization import atomic_write, save_model
 from muse_ff.nn.model import build_model
 from muse_ff.training.config import TrainConfig, parse_train_config
@@ -162,7 +163,7 @@ RUN_OUTPUTS = ("config.yaml", "checkpoints", "logs", "model.pt", "last_model.pt"
 PREVIOUS_RUNS = "previous_runs"
 
 
-class OutputExistsError(ValueError):
+class OutputExistsError(MuseError, ValueError):
     """``output_dir`` already holds a run and neither ``resume`` nor ``force`` was asked for."""
 
 
