@@ -85,7 +85,8 @@ def evaluate_demo_model(path: Path, test: list[Atoms]) -> dict:
     model = load_model(path)
     preds = evaluate_frames(model, test)
     result = {"metrics": preds.metrics(), "params": sum(p.numel() for p in model.parameters()),
-              "energy_per_atom": [a.tolist() for a in preds.energy_per_atom]}
+              "energy_per_atom": [a.tolist() for a in preds.energy_per_atom],
+              "energy_minus_e0_per_atom": [a.tolist() for a in preds.energy_minus_e0_per_atom]}
     ie = interaction_errors(model, test)
     if ie is not None:
         err = np.abs(ie["pred"] - ie["ref"]) * 1000.0
