@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda, mps; default auto")
     parser.add_argument("--strategy", default=None, help="Lightning strategy (default: ddp when >1 process)")
     parser.add_argument("--output-dir", default=None, help="override training.output_dir")
+    parser.add_argument("--finetune-from", default=None, metavar="MODEL.pt",
+                        help="override training.finetune_from: start from this model's weights (same or extended "
+                             "species; the model section may be left out)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per process (small molecules train fastest with 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     cfg = load_train_config(args.config)
-    if args.output_dir is not None:
-        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"output_dir": args.output_dir})})
+    overrides = {k: v for k, v in (("output_dir", args.output_dir), ("finetune_from", args.finetune_from))
+                 if v is not None}
+    if overrides:
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update=overrides)})
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     # TrainingDivergedError, LabelError, OutputExistsError are MuseErrors: muse prints them as one line, exit 2
     result = train(cfg, resume=args.resume, force=args.force, devices=devices, num_nodes=args.num_nodes,

@@ -7,20 +7,54 @@ A training file has three sections::
     training:  # TrainingConfig: optimiser, schedule, loss weights, EMA, checkpoints, output dir
 
 Unknown or ill-typed keys are rejected with :class:`~muse_ff.config.ConfigError` naming the key and what
-is allowed. Paths in ``data`` are relative to the config file's folder when read with
-:func:`load_train_config`.
+is allowed. Paths in ``data`` and ``training.finetune_from`` are relative to the config file's folder when
+read with :func:`load_train_config`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from ase.data import atomic_numbers, chemical_symbols
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from muse_ff.config import ConfigError, ModelConfig, StrictModel, parse_model_config
+from muse_ff.config import ConfigError, ModelConfig, StrictModel, parse_model_config, refuse_non_number
+
+#: ``config_type`` of isolated-atom frames (mace's convention): one atom, energy label = its E0
+ISOLATED_ATOM = "IsolatedAtom"
+#: ``config_type`` of frames without one (mace's convention)
+DEFAULT_CONFIG_TYPE = "Default"
+#: the named choices of ``data.E0s`` (``average`` is mace's name for the least-squares fit)
+E0_CHOICES = ("auto", "isolated", "fit", "average")
+
+
+def _finite_number(value: Any, what: str) -> float:
+    try:
+        refuse_non_number(value)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+    if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise ValueError(f"{what}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _element_symbol(key: Any) -> str:
+    """An element symbol from a symbol or an atomic number (``"H"``, ``1``, ``"1"``)."""
+    if isinstance(key, bool):
+        raise ValueError(f"keys are element symbols or atomic numbers, got {key!r}")
+    if isinstance(key, str) and key.strip().isdigit():
+        key = int(key)
+    if isinstance(key, int):
+        if not 1 <= key <= 118:
+            raise ValueError(f"unknown element Z={key}")
+        return chemical_symbols[key]
+    if isinstance(key, str) and atomic_numbers.get(key, 0) > 0:
+        return key
+    raise ValueError(f"unknown element {key!r} (keys are element symbols such as 'H' or atomic numbers)")
 
 
 _Strict = StrictModel  # unknown keys refused; numbers must be numbers (not booleans or strings)
@@ -44,6 +78,35 @@ class DataConfig(_Strict):
             Whatever this says, a label that is present must be usable: an energy that is not finite or not
             a number, forces of the wrong shape or (with ``error``) not finite, a malformed or non-finite
             stress stop the run with an error naming the frame (``file:index``) and the key.
+        config_type_key: info key of each frame's configuration type (mace: ``config_type``); frames
+            without it have the type ``Default``. It selects ``training.loss.config_type_weights`` and marks
+            isolated atoms.
+        E0s: where the per-element reference energies E0 (eV) of the model come from
+            (``E = sum_i E0[Z_i] + shift * N + scale * network``):
+
+            - ``auto`` (default): from the isolated-atom frames when the data has any, else ``fit``.
+            - ``isolated``: from the isolated-atom frames; an error when there are none.
+            - ``fit`` (or ``average``, mace's name for it): the least-squares fit of E0 to the training
+              energies (minimum-norm when the compositions do not determine it).
+            - a map ``{element: eV}`` (symbols or atomic numbers as keys), e.g. ``{H: -13.6, O: -2041.8}``.
+
+            Isolated-atom frames are frames with ``config_type: IsolatedAtom`` (under
+            ``config_type_key``), exactly one atom and an energy label (mace's convention; forces are not
+            needed). They are always training data: they never enter a random validation/test split, and
+            any found in ``data.valid``/``data.test`` or marked valid/test by ``split_key`` are moved to the
+            training frames with a warning. Frames of one element must agree within 1 meV. When they give
+            the E0s (``auto``, ``isolated``) they are not trained on as ordinary frames (mace leaves them out
+            of the loss too) and the summary counts them under ``frames.isolated_atoms``; with ``fit`` or a
+            map they are ordinary training frames (``config_type_weights: {IsolatedAtom: 0}`` drops them).
+
+            With isolated atoms or a map, every element of the data (train, valid and test frames) needs
+            an E0 from that source (or from ``training.finetune_from``), else the run stops naming the
+            elements that lack one; a map may name elements the data does not have. Elements the model
+            knows but the training frames never show (and no source gives) get the mean energy per atom.
+            Unless ``training.finetune_from`` keeps them, ``shift`` (a per-atom constant: the mean residual
+            energy per atom after the E0s) and ``scale`` (the force RMS) are fitted as well. The choice is
+            printed when training starts (one line naming each element's source and value) and written to
+            ``summary.json`` under ``reference`` (``e0_by_element``, ``e0_source``, ``source``).
     """
 
     train: str | list[str]
@@ -57,6 +120,30 @@ class DataConfig(_Strict):
     forces_key: str = "REF_forces"
     stress_key: str = "REF_stress"
     missing_labels: Literal["error", "energy_only"] = "error"
+    config_type_key: str = "config_type"
+    E0s: Literal["auto", "isolated", "fit", "average"] | dict[str, float] = "auto"
+
+    @field_validator("E0s", mode="before")
+    @classmethod
+    def _e0s(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v not in E0_CHOICES:
+                raise ValueError(f"{v!r} is not a choice: expected one of {list(E0_CHOICES)} or a map "
+                                 "{element: energy in eV}")
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(f"expected one of {list(E0_CHOICES)} or a map {{element: energy in eV}}, "
+                             f"got {type(v).__name__}")
+        if not v:
+            raise ValueError("the map is empty; give {element: energy in eV} or one of "
+                             f"{list(E0_CHOICES)}")
+        out: dict[str, float] = {}
+        for key, value in v.items():
+            sym = _element_symbol(key)
+            if sym in out:
+                raise ValueError(f"element {sym} is given twice")
+            out[sym] = _finite_number(value, f"energy of {key!r}")
+        return out
 
     @model_validator(mode="after")
     def _fractions(self) -> "DataConfig":
@@ -70,14 +157,45 @@ class DataConfig(_Strict):
 
 
 class LossWeights(_Strict):
-    """Loss weights (``training.loss``): MSE of energy per atom (eV/atom), forces (eV/Å), stress (eV/Å^3).
+    """Loss weights (``training.loss``).
 
-    Energies get real weight by default: long-range effects live in energies far more than in forces.
+    The loss of a batch is ``energy * MSE(E/N) + forces * MSE(F) + stress * MSE(sigma)``: mean squared
+    errors of the energy per atom (eV/atom), of the force components (eV/Å) and of the stress components
+    (eV/Å^3) over the labelled entries. Energies get real weight by default: long-range effects live in
+    energies far more than in forces. Stress is trained on frames with a stress label that are periodic
+    in all three directions, also in batches that mix them with molecules or slabs (their stress labels,
+    if any, are ignored); a weight of 0 switches a term off (and its derivative is then not computed).
+
+    Attributes:
+        energy, forces, stress: the weights above (>= 0, at least one positive).
+        config_type_weights: ``{config_type: weight}`` (>= 0; types not named weigh 1; frames without a
+            type are ``Default``, see ``data.config_type_key``). Each frame's squared errors (its energy,
+            each of its force components, its stress components) are multiplied by its weight before the
+            means above (mace's convention: the means still divide by the number of labelled entries, so a
+            weight of 0 removes a frame's pull on the gradient and 2 doubles it). The validation loss
+            (best model, early stopping, ``plateau``) is weighted the same way; the reported MAE/RMSE are
+            not. A type that no training frame has gets a warning (a typo would otherwise go unnoticed).
     """
 
     energy: float = Field(10.0, ge=0)
     forces: float = Field(1.0, ge=0)
     stress: float = Field(1.0, ge=0)
+    config_type_weights: dict[str, float] = {}
+
+    @field_validator("config_type_weights", mode="before")
+    @classmethod
+    def _type_weights(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError(f"expected a map {{config_type: weight}}, got {type(v).__name__}")
+        out = {}
+        for key, value in v.items():
+            w = _finite_number(value, f"weight of {key!r}")
+            if w < 0:
+                raise ValueError(f"weight of {key!r} is {value}: weights must be >= 0")
+            out[str(key)] = w
+        return out
 
     @model_validator(mode="after")
     def _any(self) -> "LossWeights":
@@ -106,6 +224,22 @@ class TrainingConfig(_Strict):
         checkpoint_every: write a resumable checkpoint every this many epochs (plus the last and best).
         output_dir: where checkpoints, logs and the trained model go.
         num_workers: data-loader worker processes.
+        finetune_from: a MuSE model file (``model.pt`` of an earlier run; relative to the config file's
+            folder) whose weights the training starts from. It is read with :func:`muse_ff.load_model`
+            (weights and config only, never a pickle). The ``model:`` section may be left out: the loaded
+            model's architecture is used. Keys it does give must equal the loaded model's (else the run stops
+            naming the first mismatched key), except ``dtype`` (the weights are cast) and ``species``, which
+            may extend the loaded list (it must contain every loaded element). Without ``model.species`` the
+            species are the loaded model's plus any new element of the data. Every weight is copied;
+            a new element gets a fresh embedding row (the embedding's usual random initialisation, from
+            ``seed``), so on the loaded elements the fine-tuned model starts at exactly the loaded model's
+            predictions. Reference energies: the loaded model's E0s, ``scale`` and ``shift`` are kept, and
+            only what the data or config gives anew replaces them: E0s from isolated-atom frames or a
+            ``data.E0s`` map replace those elements' E0s (and ``shift`` is then refitted, as the old one
+            belonged to the old E0s), ``data.E0s: fit`` refits every E0 and ``shift``; new elements that no
+            source gives are fitted by least squares with every other E0 held fixed. ``scale`` is always
+            the loaded model's. The optimiser, schedule and EMA start afresh (use ``--resume`` to continue
+            an interrupted run instead).
     """
 
     epochs: int = Field(100, gt=0)
@@ -125,6 +259,7 @@ class TrainingConfig(_Strict):
     checkpoint_every: int = Field(10, gt=0)
     output_dir: str = "muse_run"
     num_workers: int = Field(0, ge=0)
+    finetune_from: str | None = None
 
 
 class TrainConfig(_Strict):
@@ -210,8 +345,11 @@ def load_train_config(path: str | Path) -> TrainConfig:
         raw = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    base = path.resolve().parent
     if isinstance(raw, dict) and isinstance(raw.get("data"), dict):
-        base = path.resolve().parent
         raw["data"] = {k: (_resolve(v, base) if k in ("train", "valid", "test") else v)
                        for k, v in raw["data"].items()}
+    if isinstance(raw, dict) and isinstance(raw.get("training"), dict) and \
+            isinstance(raw["training"].get("finetune_from"), str):
+        raw["training"] = {**raw["training"], "finetune_from": _resolve(raw["training"]["finetune_from"], base)}
     return parse_train_config(raw)

@@ -1,4 +1,9 @@
-"""Training data: reading extended XYZ, splits, label checks, and a dataset of precomputed graphs.
+"""Training data: reading extended XYZ, splits, isolated atoms, label checks, per-frame loss weights, and a
+dataset of precomputed graphs.
+
+Isolated-atom frames (``config_type: IsolatedAtom``, one atom; mace's convention) are always training
+frames: :func:`load_splits` keeps them out of random validation/test splits and moves any that a split key or
+a separate valid/test file puts there into ``train`` (with a :class:`LabelWarning`).
 
 Each frame becomes a single-frame :class:`~muse_ff.data.graph.Graph` once, before training, with the
 model's neighbour list and its discrete per-system choices (``model.prepare``: components, coarse topology), so
@@ -7,8 +12,9 @@ an epoch only batches tensors (:func:`collate_graphs`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,7 +24,7 @@ from muse_ff.data.atoms import LabelKeys, StructureError, collate, frame_graph
 from muse_ff.data.graph import Graph
 from muse_ff.errors import MuseError
 from muse_ff.io.structures import read_structures
-from muse_ff.training.config import DataConfig
+from muse_ff.training.config import DEFAULT_CONFIG_TYPE, ISOLATED_ATOM, DataConfig
 
 SPLITS = ("train", "valid", "test")
 
@@ -29,11 +35,33 @@ class LabelError(MuseError, ValueError):
 
 @dataclass
 class Splits:
-    """Frames of each split (lists of ``Atoms``; ``valid`` and ``test`` may be empty)."""
+    """Frames of each split (lists of ``Atoms``; ``valid`` and ``test`` may be empty).
+
+    ``isolated`` holds the isolated-atom frames taken out of ``train`` because they give the reference
+    energies (see :func:`take_isolated_atoms`); empty otherwise.
+    """
 
     train: list[Atoms]
     valid: list[Atoms]
     test: list[Atoms]
+    isolated: list[Atoms] = field(default_factory=list)
+
+
+def config_type(atoms: Atoms, key: str = "config_type") -> str:
+    """The frame's configuration type (``info[key]`` as text), ``Default`` when it has none."""
+    value = atoms.info.get(key)
+    return DEFAULT_CONFIG_TYPE if value is None else str(value)
+
+
+def is_isolated_atom(atoms: Atoms, key: str = "config_type") -> bool:
+    """Whether the frame is an isolated atom (``config_type: IsolatedAtom``); such a frame with more than one
+    atom raises :class:`LabelError` (it cannot give an element's reference energy)."""
+    if config_type(atoms, key) != ISOLATED_ATOM:
+        return False
+    if len(atoms) != 1:
+        raise LabelError(f"frame {atoms.info.get('_source', '?')}: {key} = {ISOLATED_ATOM} but it has "
+                         f"{len(atoms)} atoms; an isolated-atom frame has exactly one")
+    return True
 
 
 def read_frames(paths: Sequence[str]) -> list[Atoms]:
@@ -69,21 +97,84 @@ def _by_fraction(frames: list[Atoms], valid: float, test: float, seed: int) -> S
 
 
 def load_splits(config: DataConfig) -> Splits:
-    """Train/valid/test frames as the ``data:`` section describes."""
+    """Train/valid/test frames as the ``data:`` section describes.
+
+    Isolated-atom frames go to ``train`` whatever the split settings say: they are left out of the random
+    split (so the other frames split as they would without them), and any that ``split_key`` marks
+    valid/test or that ``data.valid``/``data.test`` hold are moved to ``train`` with a warning.
+    """
     frames = read_frames(config.files("train"))
+    key = config.config_type_key
+    isolated = [a for a in frames if is_isolated_atom(a, key)]
+    moved: dict[str, list[Atoms]] = {"valid": [], "test": []}
+    if isolated:
+        frames = [a for a in frames if not is_isolated_atom(a, key)]
+        if config.split_key is not None:
+            for a in isolated:
+                if a.info.get(config.split_key) in moved:
+                    moved[a.info[config.split_key]].append(a)
     if config.split_key is not None:
         splits = _by_key(frames, config.split_key)
     elif config.valid is None:
         splits = _by_fraction(frames, config.valid_fraction, config.test_fraction, config.split_seed)
     else:
         splits = Splits(train=frames, valid=[], test=[])
-    if config.valid is not None:
-        splits.valid = read_frames(config.files("valid"))
-    if config.test is not None:
-        splits.test = read_frames(config.files("test"))
+    splits.train.extend(isolated)
+    for name in ("valid", "test"):
+        if getattr(config, name) is not None:
+            got = read_frames(config.files(name))
+            iso = [a for a in got if is_isolated_atom(a, key)]
+            setattr(splits, name, [a for a in got if not is_isolated_atom(a, key)])
+            splits.train.extend(iso)
+            moved[name].extend(iso)
+    for name, iso in moved.items():
+        if iso:
+            warnings.warn(f"{len(iso)} isolated-atom frame(s) ({key} = {ISOLATED_ATOM}; first: "
+                          f"{iso[0].info.get('_source', '?')}) were in the {name} frames; isolated atoms are "
+                          "training data (reference energies), so they were moved to the training frames",
+                          LabelWarning, stacklevel=2)
     if not splits.train:
         raise LabelError("no training frames: check data.train and the split settings")
     return splits
+
+
+def take_isolated_atoms(splits: Splits, config: DataConfig) -> dict[int, float]:
+    """``{Z: energy}`` of the isolated-atom frames of ``splits.train``.
+
+    Where they give the reference energies (``data.E0s`` ``auto`` or ``isolated``) they are moved from
+    ``splits.train`` to ``splits.isolated`` (not trained as ordinary frames, mace's convention); with ``fit``
+    or a map they stay training frames. Raises :class:`LabelError` for an isolated atom without a usable
+    energy label, or two of one element whose energies differ by more than 1 meV.
+    """
+    key = config.config_type_key
+    isolated = [a for a in splits.train if is_isolated_atom(a, key)]
+    if not isolated:
+        return {}
+    check_labels(isolated, label_keys(config), need_forces=False, name="isolated-atom")
+    by_z: dict[int, list[Atoms]] = {}
+    for a in isolated:
+        by_z.setdefault(int(a.numbers[0]), []).append(a)
+    energies = {}
+    for z, got in sorted(by_z.items()):
+        e = np.array([float(np.asarray(a.info[config.energy_key]).reshape(())) for a in got])
+        if e.max() - e.min() > 1e-3:
+            lo, hi = got[int(e.argmin())], got[int(e.argmax())]
+            raise LabelError(f"isolated-atom frames of {lo.get_chemical_symbols()[0]} disagree: "
+                             f"{lo.info.get('_source', '?')} has {e.min():.6f} eV and {hi.info.get('_source', '?')} "
+                             f"{e.max():.6f} eV (more than 1 meV apart); keep one")
+        energies[z] = float(e.mean())
+    if config.E0s in ("auto", "isolated"):
+        splits.isolated = isolated
+        splits.train = [a for a in splits.train if not is_isolated_atom(a, key)]
+        if not splits.train:
+            raise LabelError("no training frames besides the isolated atoms (they give the reference energies "
+                             "and are not trained on): add frames, or set data.E0s: fit to train on them")
+    return energies
+
+
+def frame_weights(frames: Sequence[Atoms], key: str, weights: Mapping[str, float]) -> list[float]:
+    """Loss weight of each frame: ``weights[config_type]``, 1 for types not named."""
+    return [float(weights.get(config_type(a, key), 1.0)) for a in frames]
 
 
 def label_keys(config: DataConfig) -> LabelKeys:
@@ -192,9 +283,15 @@ def species_of(frames: Sequence[Atoms]) -> list[int]:
 
 
 class GraphDataset(torch.utils.data.Dataset):
-    """Single-frame graphs of ``frames``, built once with the model's cutoff and ``model.prepare``."""
+    """Single-frame graphs of ``frames``, built once with the model's cutoff and ``model.prepare``.
 
-    def __init__(self, frames: Sequence[Atoms], model, keys: LabelKeys):
+    ``weights`` are the frames' loss weights (default 1); an item is ``(graph, weight)``.
+    """
+
+    def __init__(self, frames: Sequence[Atoms], model, keys: LabelKeys, weights: Sequence[float] | None = None):
+        if weights is not None and len(weights) != len(frames):
+            raise ValueError(f"{len(weights)} weights for {len(frames)} frames")
+        self.weights: list[float] = [1.0] * len(frames) if weights is None else [float(w) for w in weights]
         self.graphs: list[Graph] = []
         for k, atoms in enumerate(frames):
             try:
@@ -207,10 +304,26 @@ class GraphDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def __getitem__(self, index: int) -> Graph:
-        return self.graphs[index]
+    def __getitem__(self, index: int) -> tuple[Graph, float]:
+        return self.graphs[index], self.weights[index]
+
+
+@dataclass
+class TrainBatch:
+    """A batch of :class:`GraphDataset` items: the batched graph and each frame's loss weight."""
+
+    graph: Graph
+    weight: torch.Tensor  # [B] float64
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "TrainBatch":
+        return TrainBatch(self.graph.to(device, dtype=dtype), self.weight.to(device))
 
 
 def collate_graphs(graphs: Sequence[Graph]) -> Graph:
-    """``collate_fn`` for a ``DataLoader`` over :class:`GraphDataset`."""
+    """Batch single-frame graphs into one :class:`Graph`."""
     return collate(list(graphs))
+
+
+def collate_items(items: Sequence[tuple[Graph, float]]) -> TrainBatch:
+    """``collate_fn`` for a ``DataLoader`` over :class:`GraphDataset`."""
+    return TrainBatch(collate([g for g, _ in items]), torch.tensor([w for _, w in items], dtype=torch.float64))

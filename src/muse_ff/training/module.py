@@ -13,9 +13,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from muse_ff.data.graph import Graph
-from muse_ff.physics.derivatives import energy_and_derivatives
+from muse_ff.physics.derivatives import _strained, _volume, energy_and_derivatives
 from muse_ff.training.config import TrainingConfig
-from muse_ff.training.data import GraphDataset, collate_graphs
+from muse_ff.training.data import GraphDataset, TrainBatch, collate_items
 from muse_ff.training.errors import TrainingDivergedError
 from muse_ff.training.loss import QUANTITIES, ErrorSums, loss_terms
 
@@ -35,6 +35,30 @@ def _sync_buffers(ema: AveragedModel, model: torch.nn.Module) -> None:
     with torch.no_grad():
         for b_ema, b in zip(ema.module.buffers(), model.buffers()):
             b_ema.copy_(b)
+
+
+def derivatives(model, batch: Graph, *, forces: bool, stress: bool, create_graph: bool) -> dict[str, torch.Tensor]:
+    """:func:`~muse_ff.physics.derivatives.energy_and_derivatives`, also for stress in batches that mix fully
+    periodic frames with others: every frame is strained (a frame without a cell only has its positions
+    moved, which changes nothing at zero strain), and ``stress`` is ``dE/d(strain) / V`` for the periodic
+    frames and 0 for the others (whose stress labels the loss ignores)."""
+    periodic = batch.pbc.all(dim=1)
+    if not stress or bool(periodic.all()):
+        return energy_and_derivatives(model, batch, forces=forces, stress=stress, create_graph=create_graph)
+    positions = batch.positions.detach().requires_grad_(True)
+    strain = torch.zeros_like(batch.cell, requires_grad=True)
+    pos_in, cell_in = _strained(batch, positions, batch.cell, strain)
+    out = model(batch, positions=pos_in, cell=cell_in)
+    g_pos, g_strain = torch.autograd.grad(out["energy"].sum(), [positions, strain], create_graph=create_graph,
+                                          allow_unused=True)
+    if forces:
+        out["forces"] = -(g_pos if g_pos is not None else torch.zeros_like(positions))
+    g_strain = g_strain if g_strain is not None else torch.zeros_like(batch.cell)
+    one = torch.ones((), dtype=batch.cell.dtype, device=batch.cell.device)
+    volume = torch.where(periodic, _volume(batch.cell), one)  # no 1/0 for cell-less frames (nor NaN gradients)
+    sigma = g_strain / volume.unsqueeze(-1).unsqueeze(-1).to(g_strain.dtype)
+    out["stress"] = torch.where(periodic[:, None, None], sigma, torch.zeros_like(sigma))
+    return out
 
 
 class MuSEModule(L.LightningModule):
@@ -57,11 +81,13 @@ class MuSEModule(L.LightningModule):
         return self.ema.module
 
     def predict_batch(self, model, batch: Graph, create_graph: bool) -> dict[str, torch.Tensor]:
-        """Energies and the derivatives that have labels (in training: only those with loss weight)."""
+        """Energies and the derivatives that have labels (in training: only those with loss weight); stress
+        where some frame of the batch is periodic in all three directions."""
         w = self.config.loss
-        stress = batch.stress is not None and bool(batch.pbc.all()) and (w.stress > 0 or not create_graph)
+        stress = (batch.stress is not None and bool(batch.pbc.all(dim=1).any())
+                  and (w.stress > 0 or not create_graph))
         forces = batch.forces is not None and (w.forces > 0 or not create_graph)
-        return energy_and_derivatives(model, batch, forces=forces, stress=stress, create_graph=create_graph)
+        return derivatives(model, batch, forces=forces, stress=stress, create_graph=create_graph)
 
     def _diverged(self, what: str) -> TrainingDivergedError:
         clip = "none" if self.config.grad_clip is None else f"{self.config.grad_clip:g}"
@@ -70,17 +96,18 @@ class MuSEModule(L.LightningModule):
             f"lower training.lr (now {self.config.lr:g}) or set a smaller training.grad_clip (now {clip}) and "
             "start again with --force (a resumed run keeps the old learning rate)")
 
-    def training_step(self, batch: Graph, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         # caught here, before NaN weights give NaN coarse positions deep inside a neighbour list; one reduction
         # (one host sync per step), the offending names only on failure
         if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
             bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
             raise self._diverged(f"parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are")
-        out = self.predict_batch(self.model, batch, create_graph=True)
-        terms = loss_terms(out, batch, self.config.loss)
+        graph = batch.graph
+        out = self.predict_batch(self.model, graph, create_graph=True)
+        terms = loss_terms(out, graph, self.config.loss, frame_weight=batch.weight)
         if not torch.isfinite(terms["loss"]):
             raise self._diverged("the loss is")
-        n = batch.num_frames
+        n = graph.num_frames
         self.log("loss", terms["loss"], prog_bar=True, logger=False, batch_size=n)
         self.log("train_loss", terms["loss"], on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
         return terms["loss"]
@@ -92,17 +119,16 @@ class MuSEModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self.val_errors = ErrorSums(self.device)
 
-    def validation_step(self, batch: Graph, batch_idx: int) -> None:
+    def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
         with torch.enable_grad():
-            out = self.predict_batch(self.eval_model, batch, create_graph=False)
-        self.val_errors.update(out, batch)
+            out = self.predict_batch(self.eval_model, batch.graph, create_graph=False)
+        self.val_errors.update(out, batch.graph, frame_weight=batch.weight)
 
     def on_validation_epoch_end(self) -> None:
         sums = self.trainer.strategy.reduce(self.val_errors.sums, reduce_op="sum")
         self.val_errors.sums = sums
         metrics = self.val_errors.metrics("val_")
-        loss = sum(getattr(self.config.loss, q) * (sums[k, 1] / sums[k, 2].clamp(min=1))
-                   for k, q in enumerate(QUANTITIES))
+        loss = sum(getattr(self.config.loss, q) * self.val_errors.weighted_mse(q) for q in QUANTITIES)
         self.log("val_loss", loss, prog_bar=True)
         for name, value in metrics.items():
             self.log(name, value, prog_bar=name in ("val_energy_mae", "val_forces_mae"))
@@ -162,10 +188,10 @@ class GraphDataModule(L.LightningDataModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
         return DataLoader(dataset, batch_size=max(1, self.batch_size // world), sampler=sampler,
-                          collate_fn=collate_graphs, num_workers=self.num_workers)
+                          collate_fn=collate_items, num_workers=self.num_workers)
 
-    def transfer_batch_to_device(self, batch: Graph, device, dataloader_idx: int) -> Graph:
-        """Graphs move themselves: positions, cell and labels cast to the model's dtype."""
+    def transfer_batch_to_device(self, batch: TrainBatch, device, dataloader_idx: int) -> TrainBatch:
+        """Batches move themselves: positions, cell and labels cast to the model's dtype."""
         return batch.to(device, dtype=self.dtype)
 
     def train_dataloader(self) -> DataLoader:

@@ -8,7 +8,8 @@ Output folder (``training.output_dir``)::
     logs/metrics.csv         per-epoch losses and validation errors (TensorBoard events too, if installed)
     model.pt                 the best-validation model (EMA weights), loadable with muse_ff.load_model
     last_model.pt            the model at the end of training
-    summary.json             reference fit, best epoch, validation and test errors, timing
+    summary.json             reference energies (source and value per element), best epoch, validation
+                             and test errors, timing
     previous_runs/N/         outputs of earlier runs replaced with ``force`` (moved, never deleted)
 """
 
@@ -21,14 +22,27 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
+from muse_ff.config import ModelConfig
 from muse_ff.errors import MuseError
-from muse_ff.io.serialization import atomic_write, save_model
+from muse_ff.io.serialization import atomic_write, load_model, save_model
 from muse_ff.nn.model import build_model
 from muse_ff.training.config import TrainConfig, parse_train_config
-from muse_ff.training.data import GraphDataset, check_labels, label_keys, load_splits, species_of
-from muse_ff.training.reference import apply_reference, fit_reference
+from muse_ff.training.data import (
+    GraphDataset,
+    LabelWarning,
+    check_labels,
+    config_type,
+    frame_weights,
+    is_isolated_atom,
+    label_keys,
+    load_splits,
+    species_of,
+    take_isolated_atoms,
+)
+from muse_ff.training.reference import LoadedReference, apply_reference, reference_energies
 
 
 @dataclass
@@ -50,12 +64,104 @@ def _lightning():
     return lightning
 
 
+def _all_frames(splits) -> list:
+    return splits.train + splits.valid + splits.test + splits.isolated
+
+
 def _model_config(cfg: TrainConfig, splits) -> dict:
     """The model section, with ``species`` taken from the data when the config does not list them."""
     model = cfg.model.model_dump(mode="json")
     if "species" not in cfg.model.model_fields_set:
-        model["species"] = species_of(splits.train + splits.valid + splits.test)
+        model["species"] = species_of(_all_frames(splits))
     return model
+
+
+class FinetuneError(MuseError, ValueError):
+    """``training.finetune_from`` names a model the ``model:`` section or the data do not fit."""
+
+
+def _first_mismatch(given, loaded: dict, path: str) -> tuple[str, object, object] | None:
+    """The first key explicitly set in ``given`` (a config model) whose value differs from ``loaded``."""
+    from pydantic import BaseModel
+
+    dumped = given.model_dump(mode="json")
+    explicit = given.model_fields_set | set(given.model_extra or {})
+    order = list(type(given).model_fields) + sorted(set(given.model_extra or {}) - set(type(given).model_fields))
+    for name in (n for n in order if n in explicit):
+        if path == "model" and name in ("species", "dtype"):
+            continue
+        value, other = getattr(given, name), loaded.get(name) if isinstance(loaded, dict) else None
+        if isinstance(value, BaseModel) and isinstance(other, dict):
+            found = _first_mismatch(value, other, f"{path}.{name}")
+            if found is not None:
+                return found
+        elif dumped[name] != other:
+            return f"{path}.{name}", dumped[name], other
+    return None
+
+
+def _finetune_config(cfg: TrainConfig, splits, loaded) -> dict:
+    """The model section of a fine-tuning run: the loaded model's architecture, with ``dtype`` as the config
+    says and ``species`` as the config lists them (a superset of the loaded ones) or the loaded species plus
+    the data's."""
+    src = cfg.training.finetune_from
+    base = loaded.config.model_dump(mode="json")
+    if "model" in cfg.model_fields_set:
+        found = _first_mismatch(cfg.model, base, "model")
+        if found is not None:
+            key, here, there = found
+            raise FinetuneError(f"{key} is {here!r} in the training config but {there!r} in the finetune_from "
+                                f"model {src}: a fine-tuned model keeps the loaded architecture (leave the key "
+                                "out, or set it as the loaded model has it)")
+    species = set(loaded.species)
+    if "species" in cfg.model.model_fields_set:
+        lost = sorted(species - set(cfg.model.species))
+        if lost:
+            from ase.data import chemical_symbols
+
+            raise FinetuneError(f"model.species lacks {', '.join(chemical_symbols[z] for z in lost)}, which the "
+                                f"finetune_from model {src} knows: the species list may only be extended")
+        species = set(cfg.model.species)
+    else:
+        species |= set(species_of(_all_frames(splits)))
+    base["species"] = sorted(species)
+    if "dtype" in cfg.model.model_fields_set:
+        base["dtype"] = cfg.model.dtype
+    return ModelConfig.model_validate(base).model_dump(mode="json")
+
+
+def _copy_weights(loaded, model) -> None:
+    """Copy every weight of ``loaded`` into ``model``; species-indexed ones (embedding rows, E0) by element,
+    so elements new to ``model`` keep their fresh initialisation."""
+    old_col = {z: k for k, z in enumerate(loaded.species)}
+    rows = [(k, old_col[z]) for k, z in enumerate(model.species) if z in old_col]
+    new_idx = torch.tensor([k for k, _ in rows], dtype=torch.long)
+    old_idx = torch.tensor([k for _, k in rows], dtype=torch.long)
+    source = loaded.state_dict()
+    state = model.state_dict()
+    for name, tensor in state.items():
+        value = source[name].to(dtype=tensor.dtype)
+        if value.shape == tensor.shape and (name not in ("embedding.weight", "reference.e0")
+                                            or loaded.species == model.species):
+            state[name] = value.clone()
+        elif name in ("embedding.weight", "reference.e0"):
+            merged = tensor.clone()
+            merged[new_idx] = value[old_idx]
+            state[name] = merged
+        else:  # not reachable while species only index the embedding and E0
+            raise FinetuneError(f"cannot fine-tune: parameter {name!r} has shape {list(value.shape)} in the "
+                                f"finetune_from model but {list(tensor.shape)} here")
+    model.load_state_dict(state)
+
+
+def _check_type_weights(cfg: TrainConfig, frames) -> None:
+    weights = cfg.training.loss.config_type_weights
+    seen = {config_type(a, cfg.data.config_type_key) for a in frames}
+    unknown = sorted(set(weights) - seen)
+    if unknown:
+        warnings.warn(f"training.loss.config_type_weights names {unknown}, which no training frame has "
+                      f"(training frames have {sorted(seen)} under info[{cfg.data.config_type_key!r}])",
+                      LabelWarning, stacklevel=3)
 
 
 def _check_world(cfg: TrainConfig, world: int) -> None:
@@ -65,17 +171,43 @@ def _check_world(cfg: TrainConfig, world: int) -> None:
 
 
 def prepare_data(cfg: TrainConfig):
-    """(model, train dataset, valid dataset or None, splits, reference fit)."""
+    """(model, train dataset, valid dataset or None, splits, reference fit).
+
+    Isolated-atom frames that give the E0s end up in ``splits.isolated`` (not trained); with
+    ``training.finetune_from`` the model starts from the loaded weights (see
+    :class:`~muse_ff.training.config.TrainingConfig`).
+    """
     splits = load_splits(cfg.data)
     keys = label_keys(cfg.data)
+    isolated = take_isolated_atoms(splits, cfg.data)
     need_forces = cfg.training.loss.forces > 0 and cfg.data.missing_labels == "error"
     skip = cfg.data.missing_labels == "energy_only"
     for name in ("train", "valid", "test"):
-        check_labels(getattr(splits, name), keys, need_forces, name, drop_bad_forces=skip)
-    model = build_model(_model_config(cfg, splits))
-    train = GraphDataset(splits.train, model, keys)
-    valid = GraphDataset(splits.valid, model, keys) if splits.valid else None
-    fit = fit_reference(train.graphs, model.species)
+        frames = getattr(splits, name)
+        if name == "train" and not splits.isolated:  # isolated atoms trained as frames: no forces needed
+            lone = [is_isolated_atom(a, cfg.data.config_type_key) for a in frames]
+            check_labels([a for a, iso in zip(frames, lone) if iso], keys, False, "isolated-atom")
+            frames = [a for a, iso in zip(frames, lone) if not iso]
+        check_labels(frames, keys, need_forces, name, drop_bad_forces=skip)
+    loaded = None
+    if cfg.training.finetune_from is not None:
+        loaded = load_model(cfg.training.finetune_from)
+        model = build_model(_finetune_config(cfg, splits, loaded))
+        _copy_weights(loaded, model)
+    else:
+        model = build_model(_model_config(cfg, splits))
+    for a in splits.isolated:
+        model.check_species(torch.as_tensor(a.numbers))
+    weights = cfg.training.loss.config_type_weights
+    if weights:
+        _check_type_weights(cfg, splits.train)
+    wkey = cfg.data.config_type_key
+    train = GraphDataset(splits.train, model, keys, frame_weights(splits.train, wkey, weights))
+    valid = GraphDataset(splits.valid, model, keys, frame_weights(splits.valid, wkey, weights)) if splits.valid \
+        else None
+    fit = reference_energies(train.graphs, model.species, cfg.data.E0s, isolated=isolated if splits.isolated else None,
+                             data_species=species_of(_all_frames(splits)),
+                             loaded=None if loaded is None else LoadedReference.of(loaded))
     apply_reference(model, fit)
     return model, train, valid, splits, fit
 
@@ -232,8 +364,6 @@ def _write_config(cfg: TrainConfig, model_config, out: Path) -> None:
 
 def _load_weights(module, ckpt: Path) -> int:
     """Load the module weights (model and EMA) of a Lightning checkpoint; returns its epoch."""
-    import torch
-
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
     return int(state["epoch"])
@@ -251,9 +381,10 @@ def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: 
     save_model(module.eval_model, out / "model.pt")
     summary = {
         "epochs": trainer.current_epoch, "best_epoch": best_epoch, "train_time_s": round(elapsed, 2),
-        "world_size": trainer.world_size, "frames": {s: len(getattr(splits, s)) for s in ("train", "valid", "test")},
-        "reference": {"e0": fit.e0.tolist(), "species": module.model.species, "scale": fit.scale,
-                      "shift": fit.shift, "rank": fit.rank, "rank_deficient": fit.rank_deficient},
+        "world_size": trainer.world_size,
+        "frames": {s: len(getattr(splits, s)) for s in ("train", "valid", "test")}
+        | ({"isolated_atoms": len(splits.isolated)} if splits.isolated else {}),
+        "reference": fit.summary(), "finetune_from": cfg.training.finetune_from,
         "last_metrics": metrics, "rank_fingerprints": getattr(module, "rank_fingerprints", None),
     }
     if splits.test:
@@ -274,6 +405,10 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
     ``output_dir/previous_runs/N/`` before the new run writes anything (nothing is deleted; other files in
     the folder are left alone). ``devices`` x ``num_nodes`` > 1 trains data-parallel (DDP); the global batch
     stays ``training.batch_size``. Returns on every process; only the main one saves and summarises.
+
+    Before training starts the main process prints one line saying where each element's reference energy
+    comes from and its value (``data.E0s``, isolated atoms, ``training.finetune_from`` or the fit), with
+    ``shift`` and ``scale``; ``summary.json`` records the same under ``reference``.
     """
     L = _lightning()
     cfg = parse_train_config(config)
@@ -289,6 +424,8 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
         _keep_old_log(out)
     L.seed_everything(cfg.training.seed, workers=True, verbose=False)
     model, train_ds, valid_ds, splits, fit = prepare_data(cfg)
+    if main:
+        print(fit.describe(), flush=True)
     if force and main:
         _move_previous_run(out)
     _write_config(cfg, model.config, out)
