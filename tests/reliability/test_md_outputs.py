@@ -127,3 +127,19 @@ def test_frames_carry_the_model_results_not_the_start_labels(md_model, tmp_path)
         atoms.calc = calc
         np.testing.assert_allclose(frame.get_potential_energy(), atoms.get_potential_energy(), rtol=0, atol=1e-8)
         np.testing.assert_allclose(frame.get_forces(), atoms.get_forces(), rtol=0, atol=1e-8)
+
+
+def test_appending_to_another_run_from_a_new_start_is_refused(md_model, tmp_path, capsys):
+    """--append continues a trajectory from its own last frame: starting from another file would restart the
+    step count in the middle of the trajectory."""
+    start = _labelled_start(tmp_path / "start.extxyz")
+    traj, log = tmp_path / "md.extxyz", tmp_path / "md.log"
+    assert _md(md_model, start, traj=traj, log=log) == 0
+    before = traj.read_bytes()
+    capsys.readouterr()
+    assert _md(md_model, start, "--append", traj=traj, log=log) == 2
+    err = capsys.readouterr().err
+    assert "continues" in err and "pass" in err and len(err.splitlines()) == 1
+    assert traj.read_bytes() == before
+    # appending to a trajectory that does not exist yet starts it
+    assert _md(md_model, start, "--append", traj=tmp_path / "new.extxyz", log=tmp_path / "new.log") == 0

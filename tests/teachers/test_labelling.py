@@ -100,8 +100,34 @@ def test_existing_output_is_reused_only_for_the_same_teacher(tmp_path):
     label_frames(frames(3), HarmonicTeacher, {}, out)
     assert label_frames(frames(3), HarmonicTeacher, {"log": str(log)}, out).reused == 3
     assert not log.exists()
-    other = label_frames(frames(3), HarmonicTeacher, {"k": 5.0, "log": str(log)}, out)
+    before = out.read_bytes()
+    # another teacher setting would replace every label of the file: refused, nothing computed or changed
+    with pytest.raises(TeacherError, match=r"out.extxyz exists and 3 of its frames would be replaced "
+                                           r"\(frame 0: labelled with teacher_settings=.*--overwrite"):
+        label_frames(frames(3), HarmonicTeacher, {"k": 5.0, "log": str(log)}, out)
+    assert out.read_bytes() == before and not log.exists()
+    other = label_frames(frames(3), HarmonicTeacher, {"k": 5.0, "log": str(log)}, out, overwrite=True)
     assert other.reused == 0 and len(log.read_text().split()) == 3
+
+
+def test_existing_output_of_other_structures_is_refused(tmp_path):
+    """Issue #13: a finished OUT of another input was replaced without a word."""
+    out = tmp_path / "out.extxyz"
+    label_frames(frames(3), HarmonicTeacher, {}, out)
+    before = out.read_bytes()
+    moved = frames(3)
+    for a in moved:
+        a.positions += 0.1
+    with pytest.raises(TeacherError, match="3 of its frames would be replaced .*another structure than input frame 0"):
+        label_frames(moved, HarmonicTeacher, {}, out)
+    with pytest.raises(TeacherError, match="1 of its frames would be replaced .*not a frame of this input"):
+        label_frames(frames(2), HarmonicTeacher, {}, out)  # frame 2 of the file has no source in a 2-frame input
+    assert out.read_bytes() == before
+    ase.io.write(tmp_path / "mine.extxyz", frames(2))  # a user's own file, not written by muse label
+    with pytest.raises(TeacherError, match="no source index"):
+        label_frames(frames(2), HarmonicTeacher, {}, tmp_path / "mine.extxyz")
+    # a subset of the same frames, same teacher: completed, nothing refused
+    assert label_frames(frames(4), HarmonicTeacher, {}, out).reused == 3
 
 
 def test_journal_of_another_input_raises(tmp_path):

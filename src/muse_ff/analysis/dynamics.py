@@ -91,6 +91,10 @@ def check_outputs(trajectory: str | Path, log: str | Path, mode: str, structure:
                              f"--append to continue the run or --overwrite to replace "
                              f"{'it' if len(existing) == 1 else 'them'}")
         return
+    if (mode == "append" and structure is not None and trajectory.exists()
+            and not _same_file(trajectory, Path(structure))):
+        raise ValueError(f"--append continues {trajectory} from its own last frame, but the run starts from "
+                         f"{structure}; pass {trajectory} as the structure, or use another --trajectory")
     for out in (trajectory, log):
         for inp in read:
             if not _same_file(out, inp):

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stress-key", default=LabelKeys.stress, help="info key for stress (eV/Å^3)")
     parser.add_argument("--allow-failures", action="store_true",
                         help="exit 0 even if some frames could not be labelled (they are still reported)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUTPUT that holds other labels (another teacher, other settings "
+                             "or other structures); without it such a file is refused. An OUTPUT of the same "
+                             "teacher and input is always completed, its labels reused")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     # (TeacherError) are MuseErrors: reported by muse_ff.cli.main as one sentence
     keys = LabelKeys(energy=args.energy_key, forces=args.forces_key, stress=args.stress_key)
     report = label_file(args.input, args.output, args.teacher, teacher_settings(args),
-                        workers=args.workers, keys=keys, progress=not args.no_progress)
+                        workers=args.workers, keys=keys, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"labelled {report.labelled}/{report.total} frames with {args.teacher} -> {report.out_path} "
           f"({report.computed} computed, {report.reused} reused from an earlier run, {report.seconds:.1f} s)")
     if report.failures:

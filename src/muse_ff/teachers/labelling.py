@@ -173,23 +173,37 @@ def _record(index: int, outcome: Label | str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ reuse of OUT
 def _reuse_output(out_path: Path, frames: Sequence[Atoms], provenance: dict[str, str],
-                  keys: LabelKeys) -> dict[int, Label]:
-    """Labels of frames already in ``out_path`` made by the same teacher for the same positions."""
+                  keys: LabelKeys, overwrite: bool = False) -> dict[int, Label]:
+    """Labels of frames already in ``out_path`` made by the same teacher for the same positions.
+
+    An existing ``out_path`` holding any frame this run would not reuse (another teacher or settings,
+    other structures, or not a labelled file of ``muse label`` at all) is refused with a
+    :class:`TeacherError` unless ``overwrite``: the run would replace labels that may have cost hours."""
     if not out_path.exists():
         return {}
-    done = {}
-    for a in read_frames(out_path):
+    done, foreign = {}, []
+    for n, a in enumerate(read_frames(out_path)):
         k = a.info.get(SOURCE_INDEX)
         if k is None or not 0 <= int(k) < len(frames) or keys.energy not in a.info:
+            foreign.append((n, "not a frame of this input" if k is not None else "no source index"))
             continue
         src = frames[int(k)]
         same_provenance = all(str(a.info.get(key)) == value for key, value in provenance.items())
-        if (not same_provenance or len(a) != len(src) or (a.numbers != src.numbers).any()
+        if not same_provenance:
+            other = {key: a.info.get(key) for key, value in provenance.items() if str(a.info.get(key)) != value}
+            foreign.append((n, "labelled with " + ", ".join(f"{key}={v}" for key, v in other.items())))
+            continue
+        if (len(a) != len(src) or (a.numbers != src.numbers).any()
                 or not np.allclose(a.positions, src.positions, atol=1e-6)):
+            foreign.append((n, f"another structure than input frame {int(k)}"))
             continue
         stress = a.info.get(keys.stress)
         done[int(k)] = Label(a.info[keys.energy], a.arrays[keys.forces],
                              None if stress is None else np.asarray(stress).reshape(3, 3))
+    if foreign and not overwrite:
+        n, why = foreign[0]
+        raise TeacherError(f"{out_path} exists and {len(foreign)} of its frames would be replaced (frame {n}: {why}); "
+                           f"pass --overwrite to replace it, or choose another output path")
     return done
 
 
@@ -337,10 +351,11 @@ def _write_failures(path: Path, failures: list[tuple[int, str]], in_path: Path |
 def label_frames(frames: Sequence[Atoms], teacher_cls: type[Teacher], settings: dict[str, Any],
                  out_path: str | Path, *, workers: int = 1, keys: LabelKeys = LabelKeys(),
                  progress: bool = False, in_path: Path | None = None,
-                 on_result: Callable[[int], None] | None = None) -> LabelReport:
+                 on_result: Callable[[int], None] | None = None, overwrite: bool = False) -> LabelReport:
     """Label ``frames`` with ``teacher_cls(**settings)`` and write them to ``out_path`` (see module doc).
 
-    ``workers`` > 1 uses that many spawned processes. Returns a :class:`LabelReport`; failed frames are
+    An existing ``out_path`` is completed, its frames of the same teacher and structures reused; one holding
+    anything else is refused unless ``overwrite``. ``workers`` > 1 uses that many spawned processes. Returns a :class:`LabelReport`; failed frames are
     listed there and in ``OUT.failures.txt`` and are left out of ``out_path``.
     """
     start, out_path = time.perf_counter(), Path(out_path)
@@ -355,19 +370,20 @@ def label_frames(frames: Sequence[Atoms], teacher_cls: type[Teacher], settings: 
     lock = _lock_journal(jpath)  # one run per output at a time; released by the kernel if we are killed
     try:
         return _label_locked(frames, teacher, teacher_cls, settings, out_path, provenance, workers=workers,
-                             keys=keys, progress=progress, in_path=in_path, on_result=on_result, start=start)
+                             keys=keys, progress=progress, in_path=in_path, on_result=on_result, start=start,
+                             overwrite=overwrite)
     finally:
         lock.close()
 
 
 def _label_locked(frames, teacher, teacher_cls, settings, out_path, provenance, *, workers, keys, progress,
-                  in_path, on_result, start) -> LabelReport:
+                  in_path, on_result, start, overwrite=False) -> LabelReport:
     """:func:`label_frames` once the journal is locked."""
     header = _header(frames, provenance)
     jpath = journal_path(out_path)
     _remove_stale_temporaries(out_path)
     journalled = _read_journal(jpath, header)
-    from_output = {k: v for k, v in _reuse_output(out_path, frames, provenance, keys).items() if k not in journalled}
+    from_output = {k: v for k, v in _reuse_output(out_path, frames, provenance, keys, overwrite).items() if k not in journalled}
     done = {**from_output, **journalled}
     todo = [(k, a) for k, a in enumerate(frames) if k not in done]
     failures: dict[int, str] = {}
