@@ -210,8 +210,10 @@ def config_type_table(by_type: dict[str, dict], overall: dict, title: str):
 def run(args: argparse.Namespace) -> int:
     from muse_ff.analysis.metrics import evaluate_frames, to_json
     from muse_ff.data.atoms import LabelKeys
+    from muse_ff.devices import check_device
     from muse_ff.io.serialization import load_model
 
+    check_device(args.device)  # a GPU that is not there: one sentence, before any work
     energy = None if args.energy_key.lower() == _SKIP else args.energy_key
     forces = None if args.forces_key.lower() == _SKIP else args.forces_key
     evaluate = energy is not None or forces is not None or args.stress_key is not None

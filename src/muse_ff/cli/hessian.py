@@ -84,8 +84,10 @@ def json_report(result, modes: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from muse_ff.analysis.vibrations import relaxed_copy, structure_analysis, write_modes
     from muse_ff.calculator import MuSECalculator
+    from muse_ff.devices import check_device
     from muse_ff.io.structures import read_structures
 
+    check_device(args.device)  # a GPU that is not there: one sentence, before any work
     _check_output(args.modes, "modes")
     if args.hessian_out:
         _check_output(args.hessian_out, "Hessian")

@@ -45,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from muse_ff.analysis.dynamics import MDSettings, check_outputs, run_md
     from muse_ff.calculator import MuSECalculator
+    from muse_ff.devices import check_device
     from muse_ff.io.structures import read_structures
 
+    check_device(args.device)  # a GPU that is not there: one sentence, before any work
     if args.steps < 0 or args.interval < 1 or args.timestep <= 0:
         raise ValueError("need --steps >= 0, --interval >= 1 and --timestep > 0")
     settings = MDSettings(integrator=args.integrator, temperature=args.temperature, timestep=args.timestep,

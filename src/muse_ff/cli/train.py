@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "Without --resume or --force, a folder with an earlier run is refused")
     parser.add_argument("--devices", default="1", help="devices per node (an integer, or 'auto'); default 1")
     parser.add_argument("--num-nodes", type=int, default=1, help="number of nodes (DDP); default 1")
-    parser.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, cuda, mps; default auto")
+    parser.add_argument("--accelerator", default="auto",
+                        help="auto, cpu, gpu, cuda, mps; default auto (a GPU if there is one, else the CPU)")
     parser.add_argument("--strategy", default=None, help="Lightning strategy (default: ddp when >1 process)")
     parser.add_argument("--output-dir", default=None, help="override training.output_dir")
     parser.add_argument("--finetune-from", default=None, metavar="MODEL.pt",
@@ -26,13 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "species; the model section may be left out)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per process (small molecules train fastest with 1)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none either when stdout is not a terminal); one line per "
+                             "epoch is printed in every case")
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
 
 
 def run(args: argparse.Namespace) -> int:
+    from muse_ff.devices import check_accelerator
     from muse_ff.training import load_train_config, train
     from muse_ff.training.report import print_train_summary
 
+    check_accelerator(args.accelerator, _devices(args.devices))  # one sentence before any work (train checks too)
     if args.threads is not None:
         import torch
 
@@ -42,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
                  if v is not None}
     if overrides:
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update=overrides)})
-    devices = int(args.devices) if args.devices.isdigit() else args.devices
-    # TrainingDivergedError, LabelError, OutputExistsError are MuseErrors: muse prints them as one line, exit 2
+    devices = _devices(args.devices)
+    # TrainingDivergedError, LabelError, OutputExistsError, DeviceError are MuseErrors: muse prints them as one
+    # line, exit 2
     result = train(cfg, resume=args.resume, force=args.force, devices=devices, num_nodes=args.num_nodes,
                    accelerator=args.accelerator, strategy=args.strategy, progress=not args.no_progress)
     if result.is_main:

@@ -71,6 +71,7 @@ class MuSEModule(L.LightningModule):
         self.has_validation = has_validation
         self.ema = make_ema(model, config.ema_decay)
         self.val_errors: ErrorSums | None = None
+        self.val_counts: dict[str, int] = {}  # values averaged by the last validation ({"energy_count": ...})
 
     @property
     def eval_model(self):
@@ -129,9 +130,11 @@ class MuSEModule(L.LightningModule):
         self.val_errors.sums = sums
         metrics = self.val_errors.metrics("val_")
         loss = sum(getattr(self.config.loss, q) * self.val_errors.weighted_mse(q) for q in QUANTITIES)
-        self.log("val_loss", loss, prog_bar=True)
+        # not in the progress bar: the per-epoch line (callbacks.EpochLog) shows them
+        self.log("val_loss", loss)
         for name, value in metrics.items():
-            self.log(name, value, prog_bar=name in ("val_energy_mae", "val_forces_mae"))
+            self.log(name, value)
+        self.val_counts = {f"{q}_count": int(n) for q, n in zip(QUANTITIES, sums[:, 2].tolist()) if n > 0}
 
     def on_train_epoch_end(self) -> None:
         """Step ReduceLROnPlateau here, before the epoch's checkpoint is written.

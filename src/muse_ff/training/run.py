@@ -5,11 +5,12 @@ Output folder (``training.output_dir``)::
     config.yaml              the validated configuration (every default written out)
     checkpoints/last.ckpt    resumable state (weights, EMA, optimiser, scheduler, epoch), every N epochs
     checkpoints/epochNNNN.ckpt, checkpoints/best.ckpt
-    logs/metrics.csv         per-epoch losses and validation errors (TensorBoard events too, if installed)
+    logs/metrics.csv         one row per epoch: epoch, step, lr, train and validation loss, validation
+                             MAE/RMSE, epoch time (TensorBoard events too, if installed)
     model.pt                 the best-validation model (EMA weights), loadable with muse_ff.load_model
     last_model.pt            the model at the end of training
     summary.json             reference energies (source and value per element), best epoch, validation
-                             and test errors, timing
+                             (last epoch, with counts) and test errors, timing
     previous_runs/N/         outputs of earlier runs replaced with ``force`` (moved, never deleted)
 """
 
@@ -26,6 +27,7 @@ import torch
 import yaml
 
 from muse_ff.config import ModelConfig
+from muse_ff.devices import check_accelerator
 from muse_ff.errors import MuseError
 from muse_ff.io.serialization import atomic_write, load_model, save_model
 from muse_ff.nn.model import build_model
@@ -220,46 +222,62 @@ def _keep_old_log(out: Path) -> None:
         log.rename(log.with_name(f"metrics.part{n}.csv"))
 
 
-def _loggers(out: Path):
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    loggers = [CSVLogger(out, name="logs", version="")]
+def _loggers(out: Path) -> list:
+    """Lightning loggers: TensorBoard when installed (``logs/tensorboard``). The CSV log is written by
+    :class:`~muse_ff.training.callbacks.EpochLog` (one complete row per epoch)."""
     try:
         import tensorboard  # noqa: F401
-
-        loggers.append(TensorBoardLogger(out, name="logs", version="tensorboard"))
     except ModuleNotFoundError:
-        pass
-    return loggers
+        return []
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return [TensorBoardLogger(out, name="logs", version="tensorboard")]
+
+
+def _stdout_is_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stdout
+        return False
 
 
 def make_trainer(cfg: TrainConfig, out: Path, *, has_valid: bool, devices: int | str, num_nodes: int,
                  accelerator: str, progress: bool, strategy: str | None, callbacks=()):
-    """A Lightning ``Trainer`` configured from ``cfg.training`` (checkpoints, early stopping, loggers)."""
-    L = _lightning()
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    """A Lightning ``Trainer`` configured from ``cfg.training`` (checkpoints, early stopping, loggers).
 
-    from muse_ff.training.callbacks import AtomicCheckpointIO, RankAgreement
+    Every run writes ``logs/metrics.csv`` and prints one line per epoch
+    (:class:`~muse_ff.training.callbacks.EpochLog`); ``progress`` adds a one-line progress bar
+    (:class:`~muse_ff.training.callbacks.CompactProgressBar`), meant for a terminal.
+    """
+    L = _lightning()
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    from muse_ff.training.callbacks import AtomicCheckpointIO, CompactProgressBar, EpochLog, RankAgreement
 
     t = cfg.training
     ckpt_dir = out / "checkpoints"
+    loggers = _loggers(out)
     cbs = [ModelCheckpoint(dirpath=ckpt_dir, filename="epoch{epoch:04d}", auto_insert_metric_name=False,
                            every_n_epochs=t.checkpoint_every, save_top_k=-1, save_last=True,
                            enable_version_counter=False),
-           LearningRateMonitor(logging_interval="epoch"), RankAgreement(), *callbacks]
+           EpochLog(out / "logs" / "metrics.csv"), RankAgreement(), *callbacks]
+    if loggers:  # the learning rate in TensorBoard too (it needs a logger)
+        cbs.append(LearningRateMonitor(logging_interval="epoch"))
     if has_valid:
         cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", save_top_k=1,
                                    enable_version_counter=False))
         if t.patience is not None:
             cbs.append(EarlyStopping(monitor="val_loss", patience=t.patience))
     if progress:
-        cbs.append(RichProgressBar(leave=True))
+        cbs.append(CompactProgressBar(leave=False))
     world = (devices if isinstance(devices, int) else 1) * num_nodes
     if strategy is None:
         strategy = "ddp" if world > 1 else "auto"
     return L.Trainer(max_epochs=t.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                      strategy=strategy, inference_mode=False, num_sanity_val_steps=0,
-                     gradient_clip_val=t.grad_clip, callbacks=cbs, logger=_loggers(out),
+                     gradient_clip_val=t.grad_clip, callbacks=cbs, logger=loggers or False,
                      enable_progress_bar=progress, enable_model_summary=False,
                      plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
                      log_every_n_steps=1, default_root_dir=out)
@@ -270,16 +288,31 @@ class _DropTips(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
+#: Lightning's loggers (the others propagate to these): their info messages are banners about this machine
+#: ("GPU available: False, used: False", "TPU available: ...", "`Trainer.fit` stopped: ...", "Restoring
+#: states from the checkpoint ...", DDP registration); their warnings are kept
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric")
+
+
 @contextlib.contextmanager
-def _quiet_lightning(resume: bool):
-    """Drop Lightning's advertising tip and warnings that say nothing about this run (scoped)."""
+def _quiet_lightning(resume: bool, accelerator: str = "auto"):
+    """Drop Lightning's banners and info messages, its advertising tip and warnings that say nothing about
+    this run (scoped: levels and filters are restored afterwards)."""
     logger, tips = logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropTips()
     logger.addFilter(tips)
+    quiet = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(max(q.getEffectiveLevel(), logging.WARNING))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
         # without validation frames the (deliberately) empty validation loader is reported as a mistake
         warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero.*")
+        # the validation errors are logged after summing over all processes (module.py): already in sync
+        warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val_.*sync_dist=True")
+        if str(accelerator).lower() == "cpu":  # asked for: no news
+            warnings.filterwarnings("ignore", message=r"GPU available but not used.*")
         if resume:
             warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
@@ -287,6 +320,8 @@ def _quiet_lightning(resume: bool):
             yield
         finally:
             logger.removeFilter(tips)
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
 
 
 #: what a run writes into ``output_dir`` (and nothing else there is touched); ``previous_runs/`` holds
@@ -371,10 +406,16 @@ def _load_weights(module, ckpt: Path) -> int:
 
 def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: float) -> TrainResult:
     """On the main process: save last and best models, evaluate the test frames, write the summary."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
     from muse_ff.analysis.metrics import evaluate_frames, to_json
 
     save_model(module.eval_model, out / "last_model.pt")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    valid = {k.removeprefix("val_"): v for k, v in metrics.items() if k.startswith("val_") and k != "val_loss"}
+    if valid:  # the last validation's errors, with the number of values each averages (as the test has)
+        valid |= getattr(module, "val_counts", None) or {}
+    stopped = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping) and cb.stopped_epoch > 0]
     best, best_epoch = out / "checkpoints" / "best.ckpt", None
     if best.exists():
         best_epoch = _load_weights(module, best)
@@ -387,6 +428,11 @@ def _finish(trainer, module, cfg: TrainConfig, out: Path, splits, fit, elapsed: 
         "reference": fit.summary(), "finetune_from": cfg.training.finetune_from,
         "last_metrics": metrics, "rank_fingerprints": getattr(module, "rank_fingerprints", None),
     }
+    if valid:
+        summary["valid"] = valid
+    if stopped:
+        summary["stopped_early"] = {"epoch": stopped[0].stopped_epoch, "patience": stopped[0].patience,
+                                    "monitor": stopped[0].monitor}
     if splits.test:
         result = evaluate_frames(module.eval_model, splits.test, label_keys(cfg.data))
         summary["test"] = result.metrics()
@@ -408,13 +454,19 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
 
     Before training starts the main process prints one line saying where each element's reference energy
     comes from and its value (``data.E0s``, isolated atoms, ``training.finetune_from`` or the fit), with
-    ``shift`` and ``scale``; ``summary.json`` records the same under ``reference``.
+    ``shift`` and ``scale``; ``summary.json`` records the same under ``reference``. Then it prints one line
+    per epoch (epoch, learning rate, train loss, validation loss and MAE, time) and writes the same, with
+    RMSEs, as one row per epoch of ``logs/metrics.csv``; ``progress`` adds a one-line progress bar when
+    stdout is a terminal. Lightning's banners and info messages are not printed (its warnings are).
+    ``accelerator``/``devices`` asking for a GPU that is not there is a
+    :class:`~muse_ff.devices.DeviceError` before anything is read or written.
     """
     L = _lightning()
     cfg = parse_train_config(config)
     out = Path(cfg.training.output_dir)
     if resume and force:
         raise ValueError("--resume continues the run in the output folder and --force starts it over: give one")
+    check_accelerator(accelerator, devices)  # before anything is read, moved or written
     _check_world(cfg, (devices if isinstance(devices, int) else 1) * num_nodes)
     ckpt = _resume_path(out) if resume else None
     main = _is_main_process()  # DDP workers re-run this function after the main process has started writing
@@ -436,9 +488,10 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
     module = MuSEModule(model, t, has_validation=valid_ds is not None)
     data = GraphDataModule(train_ds, valid_ds, t.batch_size, t.shuffle, t.seed, t.num_workers, model.dtype_)
     start = time.perf_counter()
-    with _quiet_lightning(resume):
+    with _quiet_lightning(resume, accelerator):
         trainer = make_trainer(cfg, out, has_valid=valid_ds is not None, devices=devices, num_nodes=num_nodes,
-                               accelerator=accelerator, progress=progress, strategy=strategy, callbacks=callbacks)
+                               accelerator=accelerator, progress=progress and _stdout_is_terminal(),
+                               strategy=strategy, callbacks=callbacks)
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)  # safe even with mace imported
     if not trainer.is_global_zero:
         return TrainResult(output_dir=out, model_path=None, is_main=False)
