@@ -129,7 +129,7 @@ def test_bad_memory_options_are_refused(files, capsys, option):
 
 def test_max_memory_and_chunk_give_the_same_hessian(files, tmp_path, capsys):
     outs = []
-    for k, args in enumerate((["--chunk", "18"], ["--chunk", "1"], ["--max-memory", "0.002"], [])):
+    for k, args in enumerate((["--chunk", "18"], ["--chunk", "1"], ["--max-memory", "0.01"], [])):
         path = tmp_path / f"h{k}.npy"
         assert _run(files, files / "m.extxyz", "--hessian-out", str(path), "--json", *args) == 0
         _strict_loads(capsys.readouterr().out)

@@ -13,6 +13,7 @@ derivative of the same energy function the forces come from.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -103,7 +104,7 @@ def hessian_chunk(n_rows: int, row_bytes: int, max_memory: float | None = None, 
 
     Args:
         n_rows: rows to compute (the chunk never exceeds it).
-        row_bytes: memory one row of a vectorised product takes (about the size of the gradient's graph).
+        row_bytes: memory one row of a vectorised product takes (see :func:`hessian_memory`).
         max_memory: the bound in bytes (default :data:`DEFAULT_MAX_MEMORY`).
         fixed_bytes: memory held however the rows are chunked (the gradient's graph, the result).
     Returns:
@@ -117,12 +118,30 @@ def hessian_chunk(n_rows: int, row_bytes: int, max_memory: float | None = None, 
     return max(1, min(chunk, int(n_rows)))
 
 
+#: the memory a Hessian takes, in units of the gradient graph's saved tensors G (measured by
+#: :func:`_gradient_fn`): held throughout, about ``GRAPH_FACTOR * G`` (the graph itself and the transients
+#: of the forward pass and the first backward), and ``ROW_FACTOR * G`` more for each row of a vectorised
+#: product (every product through the graph gets a batch dimension). Fitted, on the safe side, to the peak
+#: resident memory of PaiNN + two coarse levels, 16 and 32 features, 150-900 water atoms, chunks 1-96
+#: (measured: about 2.5 G + 0.55-0.85 G per row).
+GRAPH_FACTOR = 3.0
+ROW_FACTOR = 0.8
+
+
+def hessian_memory(n_rows: int, n3: int, itemsize: int, graph_bytes: int, chunk: int) -> float:
+    """Estimated peak memory (bytes) of ``n_rows`` Hessian rows of ``n3`` coordinates in chunks of
+    ``chunk``, for a gradient graph of ``graph_bytes``: held throughout the graph (see
+    :data:`GRAPH_FACTOR`) and the result; per row of a chunk :data:`ROW_FACTOR` graphs, its unit vector
+    and its row."""
+    fixed = GRAPH_FACTOR * graph_bytes + n_rows * n3 * itemsize
+    return fixed + chunk * (ROW_FACTOR * graph_bytes + 2 * n3 * itemsize)
+
+
 def _auto_chunk(n_rows: int, n3: int, itemsize: int, graph_bytes: int, max_memory: float | None) -> int:
-    """The chunk :func:`hessian_rows` takes: held throughout are the gradient's graph and the result
-    ([n_rows, 3N]); each row of a vectorised product takes about the gradient's graph again (the
-    products of every saved tensor get a batch dimension) plus its unit vector and its row."""
-    fixed = graph_bytes + n_rows * n3 * itemsize
-    return hessian_chunk(n_rows, graph_bytes + 2 * n3 * itemsize, max_memory, fixed)
+    """The chunk :func:`hessian_rows` takes: the largest with :func:`hessian_memory` within the bound."""
+    fixed = hessian_memory(n_rows, n3, itemsize, graph_bytes, 0)
+    per_row = hessian_memory(n_rows, n3, itemsize, graph_bytes, 1) - fixed
+    return hessian_chunk(n_rows, per_row, max_memory, fixed)
 
 
 def hessian_chunk_for(model, graph: Graph, n_rows: int | None = None, max_memory: float | None = None) -> int:
@@ -140,10 +159,12 @@ def hessian_rows(model, graph: Graph, rows: torch.Tensor, chunk: int | None = No
     Uses batched vector-Jacobian products (``torch.func``-style vmap through ``is_grads_batched``) in
     chunks of ``chunk`` rows; falls back to a loop of single products where vmap is not supported.
 
-    A vectorised product of ``k`` rows takes about ``k`` times the memory of the gradient's autograd graph
-    (measured while it is built: the tensors it saves). Without ``chunk``, the chunk is the largest for
-    which that graph, the chunk's products and the result fit in ``max_memory`` bytes (default
-    :data:`DEFAULT_MAX_MEMORY`; see :func:`hessian_chunk`); the rows do not depend on the chunk.
+    A vectorised product of ``k`` rows takes memory in proportion to ``k`` and to the gradient's autograd
+    graph (measured while it is built: the tensors it saves). Without ``chunk``, the chunk is the largest
+    whose estimated peak (:func:`hessian_memory`: the graph, the chunk's products and the result) fits in
+    ``max_memory`` bytes (default :data:`DEFAULT_MAX_MEMORY`), beyond the memory the model and the
+    structure already hold; where even one row does not fit, rows come one at a time with a
+    ``RuntimeWarning``. The rows do not depend on the chunk (up to rounding in the last bit).
     """
     if chunk is not None and (isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1):
         raise ValueError(f"the Hessian chunk must be a whole number of rows >= 1, got {chunk!r}")
@@ -152,6 +173,12 @@ def hessian_rows(model, graph: Graph, rows: torch.Tensor, chunk: int | None = No
     result = torch.empty(len(rows), n3, dtype=grad.dtype, device=grad.device)
     if chunk is None:
         chunk = _auto_chunk(len(rows), n3, grad.element_size(), graph_bytes, max_memory)
+        least = hessian_memory(len(rows), n3, grad.element_size(), graph_bytes, 1)
+        bound = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+        if least > bound:
+            warnings.warn(f"this Hessian ({len(rows)} rows of {n3}) takes about {least / 1e9:.2g} GB even one "
+                          f"row at a time, above the memory bound of {bound / 1e9:.2g} GB; computing it row by "
+                          "row", RuntimeWarning, stacklevel=2)
     chunk = int(chunk)
     log.debug("Hessian of %d rows x %d in chunks of %d rows (gradient graph %.3g GB)", len(rows), n3, chunk,
               graph_bytes / 1e9)
