@@ -91,3 +91,26 @@ def test_summary_json_is_strict_json(frames_file, tmp_path):
     text = (tmp_path / "run" / "summary.json").read_text()
     summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in summary.json"))
     assert "odd_metric" in summary["last_metrics"] and summary["last_metrics"]["odd_metric"] is None
+
+
+def test_no_checkpoint_of_a_diverging_run_holds_non_finite_weights(tmp_path):
+    """Divergence was detected only at the start of the next step, after the epoch's validation and
+    checkpoint had seen the weights of the last step; and weights that were huge but finite gave a NaN
+    validation loss, which early stopping took as the end of the run: it 'finished', saving a model that
+    predicts NaN. Now every step is checked right after the optimiser and a non-finite validation loss is
+    divergence too, both before any checkpoint is written."""
+    import torch
+
+    from muse_ff.training.errors import TrainingDivergedError
+
+    path = tmp_path / "d.extxyz"
+    write(path, [a for a in water_dimers(10) if a.info["split"] == "train"][:4])  # one step per epoch
+    cfg = tiny_config(path, tmp_path / "run", lr=1e12, grad_clip=None, epochs=3)
+    cfg["data"] = {"train": str(path), "valid_fraction": 0.25, "test_fraction": 0.0}
+    with pytest.raises(TrainingDivergedError):
+        train(parse_train_config(cfg))
+    assert not (tmp_path / "run" / "model.pt").exists()
+    for ckpt in (tmp_path / "run" / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")["state_dict"]
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        assert not bad, f"{ckpt.name} holds non-finite {bad[:3]}"

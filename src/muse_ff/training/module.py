@@ -98,11 +98,6 @@ class MuSEModule(L.LightningModule):
             "start again with --force (a resumed run keeps the old learning rate)")
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
-        # caught here, before NaN weights give NaN coarse positions deep inside a neighbour list; one reduction
-        # (one host sync per step), the offending names only on failure
-        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
-            bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-            raise self._diverged(f"parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are")
         graph = batch.graph
         out = self.predict_batch(self.model, graph, create_graph=True)
         terms = loss_terms(out, graph, self.config.loss, frame_weight=batch.weight)
@@ -114,6 +109,12 @@ class MuSEModule(L.LightningModule):
         return terms["loss"]
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # checked right after the optimiser step, before the EMA, a validation or a checkpoint can see the
+        # weights (and before NaN weights give NaN coarse positions deep inside a neighbour list): no checkpoint
+        # or model file ever holds non-finite weights. One reduction (one host sync per step), names on failure.
+        if not torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all():
+            bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+            raise self._diverged(f"parameters {bad[:3]}{' ...' if len(bad) > 3 else ''} are")
         if self.ema is not None:
             self.ema.update_parameters(self.model)
 
@@ -130,6 +131,10 @@ class MuSEModule(L.LightningModule):
         self.val_errors.sums = sums
         metrics = self.val_errors.metrics("val_")
         loss = sum(getattr(self.config.loss, q) * self.val_errors.weighted_mse(q) for q in QUANTITIES)
+        if not torch.isfinite(torch.as_tensor(loss)):
+            # finite but huge weights: raised before the checkpoint callbacks, and before early stopping's
+            # check_finite would end the run as if it had finished and save a model that predicts NaN
+            raise self._diverged("the validation loss is")
         # not in the progress bar: the per-epoch line (callbacks.EpochLog) shows them
         self.log("val_loss", loss)
         for name, value in metrics.items():
