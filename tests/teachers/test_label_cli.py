@@ -51,3 +51,18 @@ def test_amber_without_pdb_is_a_clear_usage_error(tmp_path, capsys):
     src, _ = _inputs(tmp_path, bad=False)
     assert main(["label", str(src), str(tmp_path / "o.extxyz"), "--teacher", "amber14-gbn2"]) == 2
     assert "--pdb FILE" in capsys.readouterr().err
+
+
+def test_a_finished_output_of_another_teacher_is_refused_unless_overwrite(tmp_path, capsys):
+    """Issue #13: `muse label IN OUT --teacher gfn1-xtb` after a gfn2-xtb run replaced its labels silently."""
+    src, _ = _inputs(tmp_path, bad=False)
+    out = tmp_path / "out.extxyz"
+    assert main(["label", str(src), str(out), "--teacher", "gfn2-xtb", "--no-progress"]) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(["label", str(src), str(out), "--teacher", "gfn1-xtb", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "would be replaced" in err[0] and "teacher=gfn2-xtb" in err[0] and "--overwrite" in err[0]
+    assert out.read_bytes() == before
+    assert main(["label", str(src), str(out), "--teacher", "gfn1-xtb", "--no-progress", "--overwrite"]) == 0
+    assert {a.info["teacher"] for a in ase.io.read(out, index=":")} == {"gfn1-xtb"}
