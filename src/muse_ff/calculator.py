@@ -20,6 +20,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from muse_ff.data.atoms import MIN_DISTANCE, frame_graph
 from muse_ff.data.graph import Graph
+from muse_ff.errors import NonFiniteError
 from muse_ff.nn.coarsening import bond_graph
 from muse_ff.physics.derivatives import energy_and_derivatives, hessian
 
@@ -64,7 +65,10 @@ class MuSECalculator(Calculator):
                 self._topology, self._key = self.model.prepare(g), key
             top = self._topology
             g.component, g.coarse = top.component, top.coarse
-        return g.to(self.device, self.dtype)
+        # positions, cell and shifts stay float64 whatever the model's dtype: the model forms differences of
+        # positions in float64 and rounds only those, so a float32 model sees a molecule 1e9 Å from the origin
+        # with its shape intact (absolute float32 coordinates there are 64 Å apart)
+        return g.to(self.device)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -76,6 +80,11 @@ class MuSECalculator(Calculator):
             raise PropertyNotImplementedError("stress is defined for fully periodic cells only")
         out = energy_and_derivatives(self.model, g, forces=True, stress=bool(self.atoms.pbc.all()))
         energy = float(out["energy"][0].detach())
+        bad = [name for name in ("energy", "forces", "stress") if name in out
+               and not bool(torch.isfinite(out[name]).all())]
+        if bad:
+            raise NonFiniteError(f"the model gave a non-finite (NaN or inf) {' and '.join(bad)} for this structure "
+                                 f"of {len(self.atoms)} atoms (energy {energy})")
         self.results = {
             "energy": energy,
             "free_energy": energy,

@@ -6,6 +6,7 @@ Unknown or ill-typed keys are rejected with a message naming the key and what is
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from typing import Any, Literal
 
@@ -39,9 +40,10 @@ def refuse_non_number(value: Any) -> Any:
 
 class StrictModel(BaseModel):
     """Base of every configuration section: unknown keys are refused, values are frozen, and numeric
-    settings (``int``/``float`` fields, optional or not) take numbers only, not booleans or strings."""
+    settings (``int``/``float`` fields, optional or not) take finite numbers only, not booleans, strings, NaN
+    or infinity (``cutoff: .inf`` would ask for every pair in the universe)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -61,19 +63,46 @@ def _backbone_hparams(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in params.items() if k not in ("self", "in_features", "cutoff", "vector_in_features")}
 
 
-def _check_hparam(name: str, param: inspect.Parameter, value: Any) -> None:
-    """Numeric hyper-parameters (annotated ``int``/``float``) take numbers, and ``int`` ones whole numbers."""
-    kind = param.annotation if isinstance(param.annotation, str) else getattr(param.annotation, "__name__", "")
-    if kind not in ("int", "float"):
-        return
-    try:
-        refuse_non_number(value)
-    except ValueError as err:
-        raise ValueError(f"backbone hyper-parameter {name!r}: {err}") from None
-    if not isinstance(value, (int, float)):
-        raise ValueError(f"backbone hyper-parameter {name!r}: Input should be a valid number, got {value!r}")
-    if kind == "int" and not float(value).is_integer():
-        raise ValueError(f"backbone hyper-parameter {name!r}: Input should be a whole number, got {value!r}")
+def _annotation(param: inspect.Parameter) -> str:
+    """A hyper-parameter's annotation as text: ``"int"``, ``"float"``, ``"Sequence[int]"``, ...."""
+    a = param.annotation
+    return a if isinstance(a, str) else getattr(a, "__name__", str(a))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and float(value).is_integer()
+
+
+def _check_hparam(name: str, param: inspect.Parameter, value: Any) -> Any:
+    """``value`` checked against the hyper-parameter's annotation and returned as the backbone takes it:
+    ``int``/``float`` finite numbers (``int`` ones whole, given as int), ``Sequence[int]`` a list of whole
+    numbers, ``str`` a string, ``bool`` a boolean. Other annotations are passed through unchecked."""
+    kind = _annotation(param)
+    where = f"backbone hyper-parameter {name!r}"
+    if kind in ("int", "float"):
+        try:
+            refuse_non_number(value)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        if not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: Input should be a valid number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: Input should be a finite number, got {value!r}")
+        if kind == "int":
+            if not float(value).is_integer():
+                raise ValueError(f"{where}: Input should be a whole number, got {value!r}")
+            return int(value)
+        return float(value)
+    if kind.startswith(("Sequence[int]", "list[int]", "tuple[int")):
+        if not isinstance(value, (list, tuple)) or not all(_whole(v) for v in value):
+            raise ValueError(f"{where}: Input should be a list of whole numbers, got {value!r}")
+        return [int(v) for v in value]
+    if kind == "str" and not isinstance(value, str):
+        raise ValueError(f"{where}: Input should be a string, got {value!r}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise ValueError(f"{where}: Input should be true or false, got {value!r}")
+    return value
 
 
 class BackboneConfig(StrictModel):
@@ -87,7 +116,7 @@ class BackboneConfig(StrictModel):
         if self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; allowed: {sorted(BACKBONES)}")
         allowed = _backbone_hparams(self.name)
-        for key, value in self.hparams.items():
+        for key, value in (self.model_extra or {}).items():
             if key not in allowed:
                 raise ValueError(f"unknown hyper-parameter {key!r} for backbone {self.name!r}; "
                                  f"allowed: {sorted(allowed)}")
@@ -96,7 +125,9 @@ class BackboneConfig(StrictModel):
 
     @property
     def hparams(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        """The hyper-parameters as the backbone takes them (``features: 16.0`` as 16, lists as lists)."""
+        allowed = _backbone_hparams(self.name)
+        return {k: _check_hparam(k, allowed[k], v) for k, v in (self.model_extra or {}).items()}
 
 
 def _as_backbone(v: Any) -> Any:
@@ -196,6 +227,10 @@ class ModelConfig(StrictModel):
     @field_validator("species", mode="before")
     @classmethod
     def _species(cls, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"species is a list of element symbols or atomic numbers, got {v!r}")
+        if not v:
+            raise ValueError("species is empty: name at least one element")
         out = []
         for s in v:
             if isinstance(s, str):

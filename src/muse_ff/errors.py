@@ -15,3 +15,7 @@ from __future__ import annotations
 
 class MuseError(Exception):
     """A user error: reported by the ``muse`` command as one sentence, exit status 2."""
+
+
+class NonFiniteError(MuseError, ArithmeticError):
+    """A model gave (or was about to give) a non-finite (NaN or inf) result for a structure."""

@@ -134,8 +134,14 @@ def run_md(atoms: Atoms, calculator, settings: MDSettings, trajectory: str | Pat
     atoms.calc = calculator
     if not atoms.get_velocities().any():
         _thermalize(atoms, temperature_K=settings.temperature, rng=np.random.default_rng(settings.seed))
-        Stationary(atoms)
-        ZeroRotation(atoms)
+        # removing the centre-of-mass motion (and rotation) rescales what is left to the temperature; a single
+        # atom (or two, after the rotation) can be left with none, which ase rescales by inf into NaN momenta
+        if len(atoms) > 1:
+            Stationary(atoms)
+        if len(atoms) > 2:
+            ZeroRotation(atoms)
+        if not np.isfinite(atoms.get_momenta()).all():
+            atoms.set_momenta(np.zeros((len(atoms), 3)))
     dyn = _integrator(atoms, settings, start_step)
     dyn.nsteps = start_step
     trajectory, log = Path(trajectory), Path(log)

@@ -118,7 +118,6 @@ def _batch_predictions(model, frames: Sequence[Atoms], keys: LabelKeys, stress: 
     """Predictions of ``frames`` (one batch); ``stress``: all of them are periodic in three directions."""
     from muse_ff.data.atoms import StructureError, collate
 
-    dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
     graphs = []
     for k, a in enumerate(frames):
@@ -126,7 +125,7 @@ def _batch_predictions(model, frames: Sequence[Atoms], keys: LabelKeys, stress: 
             graphs.append(model.graph_from_atoms(a, keys=keys))
         except StructureError as err:  # name the frame by its place in the file, not in the batch
             raise StructureError(f"{a.info.get('_source', f'frame {k}')}: {err}") from None
-    g = collate(graphs).to(device, dtype)
+    g = collate(graphs).to(device)  # geometry stays float64: differences are rounded to the model dtype, not coordinates
     out = energy_and_derivatives(model, g, forces=True, stress=stress)
     nan = lambda shape: np.full(shape, np.nan)  # noqa: E731
     as_np = lambda t: t.detach().double().cpu().numpy()  # noqa: E731
@@ -194,12 +193,11 @@ def evaluate_frames(model, frames: Sequence[Atoms], keys: LabelKeys = LabelKeys(
 
 def predict_energies(model, frames: Sequence[Atoms], batch_size: int = 32) -> np.ndarray:
     """[F] total energies (eV) of ``frames``, without derivatives."""
-    dtype = next(model.parameters()).dtype
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(frames), batch_size):
-            g = model.graph_from_atoms(list(frames[i:i + batch_size]), keys=None).to(device, dtype)
+            g = model.graph_from_atoms(list(frames[i:i + batch_size]), keys=None).to(device)
             out.append(model(g)["energy"].double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 

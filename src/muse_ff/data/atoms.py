@@ -33,8 +33,9 @@ class LabelKeys:
 def validate_atoms(atoms: Atoms, min_distance: float = MIN_DISTANCE, index: int | None = None) -> None:
     """Raise :class:`StructureError` naming the problem if ``atoms`` cannot be evaluated.
 
-    Checks: empty structure, non-finite positions or cell, unknown element, a periodic direction with a
-    degenerate (singular) cell. Overlapping atoms are checked on the neighbour list in :func:`frame_graph`.
+    Checks: empty structure, non-finite positions or cell, unknown element, periodic lattice vectors that
+    are not linearly independent (a singular cell; along non-periodic directions the cell may be zero).
+    Overlapping atoms are checked on the neighbour list in :func:`frame_graph`.
     """
     where = "" if index is None else f" (structure {index})"
     if len(atoms) == 0:
@@ -56,13 +57,29 @@ def validate_atoms(atoms: Atoms, min_distance: float = MIN_DISTANCE, index: int 
     if not np.isfinite(cell).all():
         raise StructureError(f"wrong cell{where}: non-finite cell entries")
     if pbc.any():
-        vol = abs(np.linalg.det(cell))
+        # the periodic lattice vectors must be linearly independent; along non-periodic directions the cell
+        # may be anything, zero included (ASE's convention for slabs and wires)
+        rows = cell[pbc]
+        size = float(np.sqrt(max(np.linalg.det(rows @ rows.T), 0.0)))  # length, area or volume they span
         lengths = np.linalg.norm(cell, axis=1)
-        if vol < 1e-6 or (lengths[pbc] < 1e-6).any():
+        if size < 1e-6 or (lengths[pbc] < 1e-6).any():
+            k = int(pbc.sum())
+            need = "a lattice vector of non-zero length" if k == 1 else f"{k} linearly independent lattice vectors"
+            unit = {1: "Å", 2: "Å^2", 3: "Å^3"}[k]
+            what = {1: "length", 2: "area", 3: "volume"}[k]
             raise StructureError(
-                f"wrong cell{where}: periodic boundaries {pbc.tolist()} need three linearly independent lattice "
-                f"vectors, got a singular cell (volume {vol:.3g} Å^3, lengths {np.round(lengths, 4).tolist()})"
+                f"wrong cell{where}: periodic boundaries {pbc.tolist()} need {need}, got a singular cell "
+                f"({what} {size:.3g} {unit}, lengths {np.round(lengths, 4).tolist()})"
             )
+
+
+def _shorter(d: float, limit: float) -> str:
+    """``d`` with 3 decimals, or as many more as it takes to show it below ``limit`` (0.4999, not 0.500)."""
+    for digits in range(3, 12):
+        text = f"{d:.{digits}f}"
+        if float(text) < limit:
+            return text
+    return repr(float(d))
 
 
 def _label_array(value, key: str, where: str, expected: str, fits) -> np.ndarray:
@@ -123,7 +140,8 @@ def frame_graph(
         where = "" if index is None else f" in structure {index}"
         raise StructureError(
             f"overlapping atoms{where}: atoms {a} ({chemical_symbols[atoms.numbers[a]]}) and {b} "
-            f"({chemical_symbols[atoms.numbers[b]]}) are {d[close][0]:.3f} Å apart (minimum {min_distance} Å)"
+            f"({chemical_symbols[atoms.numbers[b]]}) are {_shorter(d[close][0], min_distance)} Å apart "
+            f"(minimum {min_distance} Å)"
         )
     keep = d < cutoff
     n = len(atoms)

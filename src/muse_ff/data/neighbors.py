@@ -15,6 +15,8 @@ that needs no capping at all, and its pairs filtered back to the cutoff.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import vesin
 
@@ -70,12 +72,24 @@ def neighbor_list(
         shifts are zero along non-periodic directions.
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
     pbc = np.asarray(pbc, dtype=bool)
+    if not (np.isfinite(positions).all() and np.isfinite(cell[pbc]).all() and math.isfinite(cutoff)):
+        # NaN would make the grid computation below loop forever (and vesin refuses it with a bare RuntimeError)
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        what = f"points {bad[:10].tolist()}" if bad.size else ("the cutoff" if not math.isfinite(cutoff)
+                                                                 else "the cell")
+        raise ValueError(f"neighbour list: non-finite (NaN or inf) coordinates of {what}")
     if len(positions) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 3), dtype=np.int64), np.zeros(0)
     box = _closed_box(positions, cell, pbc, cutoff)
     if not _vesin_grid_ok(box, cutoff):
+        closed = _open_periodic_gaps(positions, box, pbc, cutoff)
+        if closed is not None:  # search the gapped periodic directions as free ones
+            moved, free_pbc, image = closed
+            i, j, s, d = neighbor_list(moved, cell, free_pbc, cutoff)
+            return i, j, s + image[j] - image[i], d
         pieces = _free_pieces(positions, box, pbc, cutoff)
         if len(pieces) > 1:
             parts = [(idx, neighbor_list(positions[idx], cell, pbc, cutoff)) for idx in pieces]
@@ -86,6 +100,45 @@ def neighbor_list(
             order = np.lexsort((j, i))
             return i[order], j[order], shifts[order], d[order]
     return _closed_neighbor_list(positions, box, pbc, cutoff)
+
+
+def _open_periodic_gaps(positions: np.ndarray, box: np.ndarray, pbc: np.ndarray, cutoff: float):
+    """Periodic directions along which the atoms leave an empty slab thicker than ``cutoff``, opened up.
+
+    Along periodic direction k, an atom and an image of another one shifted by ``s_k != 0`` lattice vectors
+    are at least ``|f_j - f_i + s_k| d_k`` apart (f: fractional coordinates along k, d_k: the spacing of the
+    lattice planes across k). If the fractional coordinates (modulo 1) leave a gap ``g`` with ``g d_k >
+    cutoff``, the atoms are moved by whole lattice vectors so that the gap is at the boundary; then
+    ``|f_j - f_i| <= 1 - g`` and every pair with ``s_k != 0`` is farther apart than the cutoff, so direction k
+    can be searched as a free one (a water molecule in a 1e9 Å periodic cell, a long thin cell, most of it
+    empty: vesin's capped grid would truncate there, see :func:`_vesin_grid_ok`).
+
+    Returns ``(moved positions, pbc with those directions free, [n, 3] integer image of each atom)``, the
+    image being the lattice vectors each atom was moved by (the true shift of a pair found on the moved
+    positions is ``s + image[j] - image[i]``), or ``None`` if no direction has such a gap.
+    """
+    inv = np.linalg.inv(box)
+    frac = positions @ inv
+    volume = abs(float(np.linalg.det(box)))
+    image = np.zeros((len(positions), 3), dtype=np.int64)
+    free_pbc = pbc.copy()
+    for k in np.flatnonzero(pbc):
+        spacing = volume / np.linalg.norm(np.cross(box[(k + 1) % 3], box[(k + 2) % 3]))
+        whole = np.floor(frac[:, k])
+        u = frac[:, k] - whole  # in [0, 1)
+        order = np.argsort(u, kind="stable")
+        su = u[order]
+        gaps = np.append(np.diff(su), su[0] + 1.0 - su[-1])  # after each sorted atom, the last one wrapping
+        g = int(np.argmax(gaps))
+        if gaps[g] * spacing <= cutoff * (1.0 + 1e-9) + 1e-9:
+            continue
+        start = su[(g + 1) % len(su)]  # the atoms start after the gap: fractional coordinates in [start, start + 1)
+        shift = -whole + (u < start)  # whole lattice vectors that bring each atom there
+        image[:, k] = shift.astype(np.int64)
+        free_pbc[k] = False
+    if free_pbc.sum() == pbc.sum():
+        return None
+    return positions + image @ box, free_pbc, image
 
 
 def _free_pieces(positions: np.ndarray, box: np.ndarray, pbc: np.ndarray, cutoff: float) -> list[np.ndarray]:

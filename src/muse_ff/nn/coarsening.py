@@ -54,9 +54,6 @@ from muse_ff.data.neighbors import neighbor_list
 #: a pair is bonded when closer than BOND_SCALE x (sum of covalent radii)
 BOND_SCALE = 1.2
 
-#: image shifts are packed into integer keys with this offset and base (|shift| < 32 per axis)
-_SHIFT_BASE = 64
-
 
 class CoarseLevelError(ValueError):
     """A structure that cannot be coarse-grained as the configuration requires."""
@@ -293,19 +290,42 @@ def singletons(n: int, component: np.ndarray) -> Groups:
 
 
 # ---------------------------------------------------------------------------------------------- pairs
-def _pack(node: np.ndarray, atom: np.ndarray, shift: np.ndarray, n: int) -> np.ndarray:
-    if len(shift) and np.abs(shift).max() >= _SHIFT_BASE // 2:
-        raise CoarseLevelError("a coarse level's bond paths wrap more than 31 times around the cell; "
-                               "use a larger cell or fewer `hops`")
-    s = shift + _SHIFT_BASE // 2
-    return ((node * n + atom) * _SHIFT_BASE + s[:, 0]) * _SHIFT_BASE ** 2 + s[:, 1] * _SHIFT_BASE + s[:, 2]
+#: work bound of :func:`assignment_pairs` (bond steps taken, summed over hops): ``MAX_SEARCH_BASE +
+#: MAX_SEARCH_PER_ATOM * n``. Molecules and crystals take far less (a 4,000-atom copper box about 1e7; a
+#: protein of n atoms a few hundred per atom); three superheavy atoms in a 0.6 x 2.5 x 1.1 Å cell, each
+#: "bonded" to 840 images of the others, took 6e8 steps and 73 s before this bound.
+MAX_SEARCH_BASE = 2_000_000
+MAX_SEARCH_PER_ATOM = 20_000
 
 
-def _unpack(key: np.ndarray, n: int):
-    b = _SHIFT_BASE
+def _pack(node: np.ndarray, atom: np.ndarray, shift: np.ndarray, n: int, base: int) -> np.ndarray:
+    """(node, atom, image) rows as int64 keys whose order is the rows' lexicographic order (|image| < base / 2)."""
+    s = shift + base // 2
+    return ((node * n + atom) * base + s[:, 0]) * base ** 2 + s[:, 1] * base + s[:, 2]
+
+
+def _unpack(key: np.ndarray, n: int, base: int):
+    b = base
     s = np.stack([(key // b**2) % b, (key // b) % b, key % b], axis=1) - b // 2
     rest = key // b**3
     return rest // n, rest % n, s
+
+
+def _key_base(bg: BondGraph, fine: Groups, coarse: Groups, hops: int) -> int:
+    """Base of the packed image components in :func:`assignment_pairs`: more than twice the largest image
+    a pair can reach (its coarse node's member image, ``hops`` bonds, minus its fine node's member image).
+
+    Tiny periodic cells need large images: a bond (Li-Li, 3.1 Å) crosses five 0.6 Å cells, and 8 hops 40.
+    """
+    largest = lambda a: int(np.abs(a).max()) if a.size else 0  # noqa: E731
+    reach = largest(coarse.member_shift) + hops * largest(bg.shift) + largest(fine.member_shift)
+    base = 2 * reach + 2
+    rows = (len(coarse.ref_atom) + 1) * max(bg.n, 1)
+    if rows * float(base) ** 3 >= 2.0**62:
+        raise CoarseLevelError(
+            f"a coarse level's bond paths wrap up to {reach} times around the periodic cell within its {hops} "
+            f"hops, too many to index for {bg.n} atoms; use a larger cell or fewer `hops`")
+    return base
 
 
 def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
@@ -315,29 +335,38 @@ def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
     node's reference atom sits at image 0; several images of one pair appear in small periodic cells.
     """
     n = bg.n
+    base = _key_base(bg, fine, coarse, hops)
     order = np.lexsort((bg.dst, bg.src))
     src, dst, sh = bg.src[order], bg.dst[order], bg.shift[order]
     starts = np.searchsorted(src, np.arange(n + 1))
-    frontier = np.unique(_pack(coarse.member_node, coarse.member_atom, coarse.member_shift, n))
+    frontier = np.unique(_pack(coarse.member_node, coarse.member_atom, coarse.member_shift, n, base))
     visited = frontier
-    for _ in range(hops):
-        node, atom, s = _unpack(frontier, n)
+    budget, work = MAX_SEARCH_BASE + MAX_SEARCH_PER_ATOM * n, 0
+    for hop in range(hops):
+        node, atom, s = _unpack(frontier, n, base)
         deg = starts[atom + 1] - starts[atom]
+        work += int(deg.sum())
+        if work > budget:
+            raise CoarseLevelError(
+                f"a coarse level's assignment search reached {len(visited):,} periodic images of this structure's "
+                f"{n} atoms within {hop} of its {hops} hops (bonds crossing up to {int(np.abs(bg.shift).max())} "
+                f"cells, {len(bg.src) / max(n, 1):.0f} bonds per atom): the periodic cell is too small for its bonds; "
+                f"use a supercell or fewer `hops`")
         rep = np.repeat(np.arange(len(frontier)), deg)
         edge = starts[atom][rep] + np.arange(int(deg.sum())) - np.repeat(np.cumsum(deg) - deg, deg)
-        new = np.unique(_pack(node[rep], dst[edge], s[rep] + sh[edge], n))
+        new = np.unique(_pack(node[rep], dst[edge], s[rep] + sh[edge], n, base))
         new = new[~np.isin(new, visited, assume_unique=True)]
         visited = np.union1d(visited, new)
         frontier = new
-    node, atom, s = _unpack(visited, n)
+    node, atom, s = _unpack(visited, n, base)
     member_of = np.full(n, -1, dtype=np.int64)
     member_of[fine.member_atom] = np.arange(len(fine.member_atom))
     k = member_of[atom]
     ok = k >= 0
     fine_node = fine.member_node[k[ok]]
     image = s[ok] - fine.member_shift[k[ok]]
-    keys = np.unique(_pack(node[ok], fine_node, image, n))
-    c, f, img = _unpack(keys, n)
+    keys = np.unique(_pack(node[ok], fine_node, image, n, base))
+    c, f, img = _unpack(keys, n, base)
     missing = np.setdiff1d(np.arange(len(fine.ref_atom)), f)
     if missing.size:  # cannot happen by construction; fail loudly if it ever does
         raise CoarseLevelError(f"node {int(missing[0])} has no coarse node within {hops} bonds")

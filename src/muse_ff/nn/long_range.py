@@ -26,8 +26,21 @@ import torch
 from ase import units
 from torch import nn
 
+from muse_ff.errors import MuseError
+
 #: Coulomb constant in eV Å / e^2
 COULOMB = float(units.Hartree * units.Bohr)
+
+
+#: most (wavevectors x atoms) terms of a periodic reciprocal sum; 1e8 terms take about 25 s and 6 GB on a CPU
+#: (forces included). A larger sum is refused with :class:`EwaldSizeError` instead of exhausting time or memory
+#: (a 1e6 Å periodic cell needs 1e18 wavevectors at a 1 Å wavelength: a bare allocation RuntimeError, or the
+#: OOM killer; a 0.6 x 0.6 x 1e9 Å cell 5e8 and a silent hang).
+MAX_EWALD_TERMS = 10**8
+
+
+class EwaldSizeError(MuseError, ValueError):
+    """A periodic cell too large for the reciprocal sum of the latent Ewald term (see :data:`MAX_EWALD_TERMS`)."""
 
 
 class LatentEwald(nn.Module):
@@ -79,14 +92,33 @@ class LatentEwald(nn.Module):
     def _free(self, q: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """[n, C] potential ``k_e / 2 sum_{j != i} q_j erf(r_ij / sqrt(2) sigma) / r_ij``: all pairs."""
         n = pos.shape[0]
-        eye = torch.eye(n, dtype=pos.dtype, device=pos.device)
-        diff = pos[:, None, :] - pos[None, :, :]
+        eye = torch.eye(n, dtype=q.dtype, device=pos.device)
+        diff = (pos[:, None, :] - pos[None, :, :]).to(q.dtype)  # differences in the positions' dtype, then rounded
         r = torch.sqrt((diff * diff).sum(-1) + eye)  # +1 on the diagonal: no sqrt(0) in any derivative
         kernel = torch.special.erf(r / (math.sqrt(2.0) * self.smearing)) / r * (1.0 - eye)
         return 0.5 * COULOMB * kernel @ q
 
+    def wavevectors(self, cell: torch.Tensor) -> int:
+        """How many wavevectors the reciprocal sum over ``cell`` [3, 3] takes (torch-pme's Ewald grid:
+        ``ceil(|a_k| / wavelength)`` along each lattice vector)."""
+        ns = [max(1, math.ceil(float(torch.linalg.norm(a)) / self.wavelength)) for a in cell.detach()]
+        return ns[0] * ns[1] * ns[2]
+
     def _periodic(self, q: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """[n, C] the same potential summed over all periodic images (torch-pme Ewald, reciprocal part)."""
+        count = self.wavevectors(cell)
+        if count * max(pos.shape[0], 1) > MAX_EWALD_TERMS:
+            lengths = [round(float(torch.linalg.norm(a)), 3) for a in cell.detach()]
+            raise EwaldSizeError(
+                f"latent Ewald: a periodic cell with lattice vectors of {lengths} Å needs {count:.3g} wavevectors "
+                f"at wavelength {self.wavelength:g} Å, which for its {pos.shape[0]} atoms makes "
+                f"{count * pos.shape[0]:.3g} terms, more than the limit of {MAX_EWALD_TERMS:.0e}; use a larger "
+                f"model.long_range.wavelength, or a free structure (no periodic boundaries) if the cell is mostly "
+                f"empty")
+        # wrap into the cell in the positions' dtype, then round: torch-pme takes absolute positions
+        frac = torch.linalg.solve(cell.transpose(0, 1), pos.transpose(0, 1)).transpose(0, 1)
+        pos = (pos - torch.floor(frac.detach()) @ cell).to(q.dtype)
+        cell = cell.to(q.dtype)
         key = (pos.device, pos.dtype)
         if key not in self._pme:
             import torchpme

@@ -29,7 +29,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class MuSEModel(nn.Module):
     """Multiscale energy model. Build it with :func:`muse_ff.build_model`.
 
-    ``forward(graph, positions=None, cell=None)`` returns a dict:
+    ``forward(graph, positions=None, cell=None)`` returns a dict (positions and cell may be float64 whatever
+    the model's dtype: every geometric difference is formed in their dtype, then rounded to the model's):
 
     - ``energy``: [B] float64 total energy per frame (eV)
     - ``node_energy``: [N] float64 energy of each atom, coarse contributions handed back to atoms
@@ -118,7 +119,11 @@ class MuSEModel(nn.Module):
         and the :class:`~muse_ff.nn.pooling.PoolState` of every coarse level.
         """
         sidx = self.species_index[graph.species]
-        out = self.backbone(self.embedding(sidx), graph.edge_index, graph.edge_vectors(positions, cell))
+        # geometry stays in the dtype it comes in (float64 from the calculator): differences of positions are
+        # formed there and only then rounded to the model's dtype, so a molecule 1e9 Å from the origin keeps
+        # its shape in a float32 model
+        edge_vectors = graph.edge_vectors(positions, cell).to(self.dtype_)
+        out = self.backbone(self.embedding(sidx), graph.edge_index, edge_vectors)
         feats, states = [out], []
         fine_pos = positions
         for k, level in enumerate(self.levels):

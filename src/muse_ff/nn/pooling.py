@@ -40,6 +40,7 @@ from torch import nn
 
 from muse_ff.data.graph import Graph, LevelTopology
 from muse_ff.data.neighbors import neighbor_list
+from muse_ff.errors import NonFiniteError
 from muse_ff.nn.backbones.base import BackboneOutput
 from muse_ff.nn.heads import EnergyHead
 from muse_ff.nn.radial import inner_switch, smooth_cutoff
@@ -99,6 +100,9 @@ def _normalise(logit: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor
 def _coarse_graph(graph, positions, batch, cutoff):
     """Radius graph of coarse nodes (detached positions, periodic images), per frame."""
     pos = positions.detach().cpu().double().numpy()
+    if not np.isfinite(pos).all():
+        raise NonFiniteError("a coarse level's positions are not finite (NaN or inf): the model's features "
+                             "overflowed on this structure")
     ei, sh = [], []
     for b, (lo, hi) in enumerate(_ranges(batch, graph.num_frames)):
         cell, pbc = graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy()
@@ -133,10 +137,11 @@ class CoarseLevel(nn.Module):
             self.dispersion_r0 = nn.Parameter(torch.tensor(3.0))  # damping radius (Å), used as |r0| + 1
 
     def edge_vectors(self, state: PoolState, cell) -> torch.Tensor:
-        """[e, 3] vectors (Å) along this level's coarse edges, periodic shifts included."""
+        """[e, 3] vectors (Å) along this level's coarse edges, periodic shifts included, in the model's dtype
+        (formed in the dtype of the coarse positions, then rounded)."""
         i, j = state.edge_index
         return (state.positions[j] - state.positions[i]
-                + torch.einsum("ek,ekl->el", state.shifts, cell[state.batch[i]]))
+                + torch.einsum("ek,ekl->el", state.shifts, cell[state.batch[i]])).to(state.scalars.dtype)
 
     def dispersion_energy(self, state: PoolState, cell, scalars: torch.Tensor) -> torch.Tensor:
         """[m] learned damped dispersion energy (eV) of each coarse node (``levels[k].dispersion``).
@@ -167,14 +172,17 @@ class CoarseLevel(nn.Module):
         pf, pc = topo.pair_fine, topo.pair_coarse
         vec = (fine_pos[pf] + torch.einsum("pk,pkl->pl", topo.pair_shift.to(fine_pos.dtype), cell[batch_c[pc]])
                - seed[pc])
-        base = -(vec**2).sum(-1) / (2 * self.sigma**2)
         h = fine.scalars
+        # seeds, vectors and coarse positions stay in the geometry's dtype (float64 from the calculator: no
+        # rounding of absolute coordinates); weights and features are in the model's
+        base = (-(vec**2).sum(-1) / (2 * self.sigma**2)).to(h.dtype)
         w0 = _normalise(base, pf, n)
         m0 = w0.new_zeros(nc).index_add_(0, pc, w0)
         g = h.new_zeros(nc, h.shape[1]).index_add_(0, pc, w0[:, None] * h[pf]) / m0[:, None]
         w = _normalise(base + self._affinity(h[pf], g[pc]), pf, n)
         mass = w.new_zeros(nc).index_add_(0, pc, w)
-        pos_c = seed + vec.new_zeros(nc, 3).index_add_(0, pc, w[:, None] * vec) / mass[:, None]
+        wg, mg = w.to(vec.dtype), mass.to(vec.dtype)
+        pos_c = seed + vec.new_zeros(nc, 3).index_add_(0, pc, wg[:, None] * vec) / mg[:, None]
         feats = h.new_zeros(nc, h.shape[1]).index_add_(0, pc, w[:, None] * h[pf]) / mass[:, None]
         vecs = None
         if fine.vectors is not None and self.backbone.vector_features:

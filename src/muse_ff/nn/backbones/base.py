@@ -22,6 +22,13 @@ class BackboneOutput:
     vectors: torch.Tensor | None = None
 
 
+def require_positive(backbone: str, **values: int) -> None:
+    """Raise ``ValueError`` naming the first of ``values`` (hyper-parameter name -> value) below 1."""
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{backbone} backbone: {name} must be >= 1, got {value}")
+
+
 class Backbone(nn.Module):
     """Maps a graph with continuous node features to per-node features.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from muse_ff.nn.backbones.base import Backbone, BackboneOutput
+from muse_ff.nn.backbones.base import Backbone, BackboneOutput, require_positive
 from muse_ff.nn.radial import BesselBasis
 
 # inside sqrt(|v|^2 + eps). The norm is smooth at v = 0 for any eps > 0, but its curvature there is
@@ -71,6 +71,7 @@ class PaiNN(Backbone):
     def __init__(self, in_features: int, cutoff: float = 5.0, features: int = 64, layers: int = 3,
                  num_basis: int = 16, vector_in_features: int = 0):
         super().__init__()
+        require_positive("PaiNN", features=features, layers=layers, num_basis=num_basis)
         self.cutoff = float(cutoff)
         self.in_features = int(in_features)
         self.out_features = int(features)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from muse_ff.nn.backbones.base import Backbone, BackboneOutput
+from muse_ff.nn.backbones.base import Backbone, BackboneOutput, require_positive
 from muse_ff.nn.radial import BesselBasis, smooth_cutoff
 from muse_ff.nn.sph import cartesian_to_l1, check_degrees, degree_index, l1_slice, l1_to_cartesian, spherical_harmonics
 
@@ -169,6 +169,7 @@ class SO3krates(Backbone):
                  degrees: Sequence[int] = (1, 2, 3), layers: int = 3, num_basis: int = 16,
                  residual_mlp: bool = True, vector_in_features: int = 0):
         super().__init__()
+        require_positive("SO3krates", features=features, heads=heads, layers=layers, num_basis=num_basis)
         degs = check_degrees(degrees)
         if features % heads or features % len(degs):
             raise ValueError(f"SO3krates: features ({features}) must be divisible by heads ({heads}) and by the "
