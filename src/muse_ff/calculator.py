@@ -6,6 +6,12 @@ rebuilt from each structure's bond graph; the calculator only caches it while th
 so what it evaluated before never matters. Along a trajectory whose bonds do not change the energy is one
 smooth function; when a bond forms or breaks the coarse graph is rebuilt and the energy may step, and the
 calculator warns once (``RuntimeWarning``) that it happened.
+
+Models with ``charges`` or ``physical`` also read the total charge ``atoms.info['charge']``, the unpaired
+electrons ``atoms.info['uhf']`` and the formal charges ``atoms.get_initial_charges()`` (the inputs the xTB
+teachers take); changing any of them is a new calculation. With ``physical.electrostatics`` the results
+include ``charges`` (per atom, e: ``atoms.get_charges()``) and, for free structures, ``dipole`` (e Å, about
+the centre of mass).
 """
 
 from __future__ import annotations
@@ -32,7 +38,11 @@ class MuSECalculator(Calculator):
     cells only), ``energies`` (per atom, eV) and ``energy_levels`` (per level, eV).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "energy_levels"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "energy_levels",
+                              "charges", "dipole"]
+
+    #: ``atoms.info`` keys the model reads as inputs (see :func:`muse_ff.data.atoms.frame_charges`)
+    info_inputs = ("charge", "uhf")
 
     def __init__(self, model, device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE, **kwargs):
         super().__init__(**kwargs)
@@ -53,22 +63,33 @@ class MuSECalculator(Calculator):
         """The model-ready graph of ``atoms``: neighbour list and coarse topology of this structure."""
         g = frame_graph(atoms, self.model.cutoff, keys=None, min_distance=self.min_distance)
         self.model.check_species(g.species)
-        if len(self.model.levels):
+        if len(self.model.levels) or self.model.uses_charges:
             bonds = bond_graph(g.positions.double().numpy(), g.species.numpy(), g.cell[0].double().numpy(),
                                g.pbc[0].numpy())
             system = (atoms.numbers.tobytes(), tuple(bool(p) for p in atoms.pbc))
-            key = (system, bonds.key())
+            charges = (g.charge.numpy().tobytes(), None if g.atom_charge is None else g.atom_charge.numpy().tobytes())
+            key = (system, bonds.key(), charges)
             if key != self._key:
-                if self._key is not None and self._key[0] == system:
+                if self._key is not None and self._key[0] == system and self._key[2] == charges \
+                        and len(self.model.levels):
                     warnings.warn("the bond topology changed (a bond formed or broke): the coarse graph was "
                                   "rebuilt and the energy may step here", RuntimeWarning, stacklevel=2)
                 self._topology, self._key = self.model.prepare(g), key
             top = self._topology
             g.component, g.coarse = top.component, top.coarse
+            g.charge_group, g.group_charge = top.charge_group, top.group_charge
         # positions, cell and shifts stay float64 whatever the model's dtype: the model forms differences of
         # positions in float64 and rounds only those, so a float32 model sees a molecule 1e9 Å from the origin
         # with its shape intact (absolute float32 coordinates there are 64 Å apart)
         return g.to(self.device)
+
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's changes, plus ``info`` when a key the model reads (:attr:`info_inputs`) changed."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and "info" not in changes and any(
+                self.atoms.info.get(k) != atoms.info.get(k) for k in self.info_inputs):
+            changes = list(changes) + ["info"]
+        return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
@@ -94,6 +115,11 @@ class MuSECalculator(Calculator):
         }
         if "stress" in out:
             self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"][0].detach().double().cpu().numpy())
+        if "charges" in out:
+            q = out["charges"].detach().cpu().numpy()
+            self.results["charges"] = q
+            if not self.atoms.pbc.any():
+                self.results["dipole"] = q @ (self.atoms.positions - self.atoms.get_center_of_mass())
 
     def get_hessian(self, atoms: Atoms | None = None, *, max_memory: float | None = None,
                     chunk: int | None = None) -> np.ndarray:

@@ -205,6 +205,56 @@ class LongRangeConfig(StrictModel):
     wavelength: float | None = Field(None, gt=0)
 
 
+class EwaldConfig(StrictModel):
+    """``model.physical.ewald``: how fully periodic frames are summed (torch-pme; see
+    :class:`muse_ff.nn.physical.EwaldSettings`, whose defaults these are)."""
+
+    cutoff: float = Field(12.0, gt=0)
+    switch_width: float = Field(2.0, gt=0)
+    smearing: float | None = Field(None, gt=0)
+    wavelength: float | None = Field(None, gt=0)
+    method: Literal["auto", "ewald", "pme"] = "auto"
+    mesh_spacing: float | None = Field(None, gt=0)
+    interpolation_nodes: int = Field(5, ge=3, le=7)
+
+    @model_validator(mode="after")
+    def _width(self) -> "EwaldConfig":
+        if self.switch_width >= self.cutoff:
+            raise ValueError(f"switch_width ({self.switch_width} Å) must be below cutoff ({self.cutoff} Å)")
+        return self
+
+
+class PhysicalConfig(StrictModel):
+    """``model.physical``: learned charges that sum to each charge group's total (neutral molecules stay
+    neutral) with smeared Coulomb electrostatics, and a C6/r^6 dispersion tail with Becke-Johnson damping,
+    both with no cutoff for free structures and Ewald/PME sums for periodic ones. The charges and C6 are read
+    from the atoms' final features (after the coarse context has flowed back). See docs/LONG_RANGE.md.
+
+    ``coulomb_switch`` / ``dispersion_switch``: optional ``[r_on, r_off]`` (Å) that fade the term in between
+    ``r_on`` and ``r_off`` (default: on at every distance, which the smearing and damping keep finite).
+    """
+
+    electrostatics: bool = True
+    dispersion: bool = True
+    hidden: int = Field(32, gt=0)
+    smearing: float = Field(1.0, gt=0)
+    coulomb_switch: tuple[float, float] | None = None
+    dispersion_switch: tuple[float, float] | None = None
+    c6_scale: float = Field(10.0, gt=0)
+    radius_offset: float = Field(1.0, ge=0)
+    ewald: EwaldConfig = EwaldConfig()
+
+    @model_validator(mode="after")
+    def _some(self) -> "PhysicalConfig":
+        if not (self.electrostatics or self.dispersion):
+            raise ValueError("enable electrostatics, dispersion or both (or remove model.physical)")
+        for name in ("coulomb_switch", "dispersion_switch"):
+            sw = getattr(self, name)
+            if sw is not None and not 0 <= sw[0] < sw[1]:
+                raise ValueError(f"{name} [r_on, r_off] needs 0 <= r_on < r_off, got {list(sw)}")
+        return self
+
+
 class ModelConfig(StrictModel):
     """The ``model:`` section. ``species`` accepts symbols or atomic numbers (default: every element)."""
 
@@ -216,6 +266,10 @@ class ModelConfig(StrictModel):
     embedding: int = Field(32, gt=0)
     head: HeadConfig = HeadConfig()
     long_range: LongRangeConfig | None = None
+    #: total charge and unpaired electrons (``info['charge']``, ``info['uhf']``) as inputs, see
+    #: :mod:`muse_ff.nn.charges`
+    charges: bool = False
+    physical: PhysicalConfig | None = None
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

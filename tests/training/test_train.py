@@ -116,3 +116,23 @@ def test_divergence_stops_with_a_message_that_names_the_learning_rate(dimer_file
     cfg = make_config(dimer_file, tmp_path / "run", epochs=3, lr=1e12, grad_clip=None)
     with pytest.raises(TrainingDivergedError, match=r"training diverged at epoch \d+, step \d+: .*training\.lr"):
         train(cfg, progress=False)
+
+
+def test_training_with_physical_terms_and_charge_input(tmp_path, make_config, make_dimers):
+    """``model.physical`` + ``model.charges`` train from extxyz (charged frames given by info['charge'] and
+    per-atom initial charges), and the saved model conserves each molecule's charge."""
+    from ase.io import write
+
+    frames = make_dimers(12)
+    for k, a in enumerate(frames):
+        if k % 3 == 0:  # a "cation" on the first molecule, given per atom
+            a.set_initial_charges([1, 0, 0, 0, 0, 0])
+            a.info["charge"] = 1
+    write(tmp_path / "d.extxyz", frames)
+    cfg = make_config(tmp_path / "d.extxyz", tmp_path / "run", epochs=2)
+    cfg["model"].update({"physical": {"ewald": {"cutoff": 6.0, "switch_width": 1.0}}, "charges": True})
+    model = load_model(train(cfg, progress=False).model_path)
+    assert model.physical is not None and model.charge_embedding is not None
+    g = model.graph_from_atoms(frames[0])
+    q = model(g)["charges"].detach()
+    assert float(q[:3].sum()) == pytest.approx(1.0, abs=1e-5) and float(q[3:].sum()) == pytest.approx(0, abs=1e-5)

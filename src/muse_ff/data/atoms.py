@@ -117,6 +117,42 @@ def _labels(atoms: Atoms, keys: LabelKeys, index: int | None = None) -> dict[str
     return out
 
 
+def _number(value, key: str, where: str) -> float:
+    """``value`` of ``atoms.info[key]`` as a finite float, else :class:`StructureError` naming key and frame."""
+    v = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(v):
+        raise StructureError(f"wrong info[{key!r}]{where}: expected one finite number, got {value!r}")
+    return float(v)
+
+
+def frame_charges(atoms: Atoms, index: int | None = None) -> tuple[float, float, np.ndarray | None]:
+    """``(total charge, unpaired electrons, formal charges [n] or None)`` of a structure (model inputs).
+
+    The total charge is ``atoms.info['charge']`` (the key the xTB teachers read), else the sum of the
+    per-atom ``initial_charges``, else 0; the unpaired electrons ``atoms.info['uhf']`` (else 0). Formal
+    charges are the ``initial_charges`` when any is non-zero; they must sum to ``info['charge']`` when both
+    are given. Wrong values raise :class:`StructureError` naming the key and the frame (``index``).
+    """
+    where = "" if index is None else f" of structure {index}"
+    formal = None
+    if "initial_charges" in atoms.arrays:
+        q = np.asarray(atoms.arrays["initial_charges"], dtype=np.float64)
+        if not np.isfinite(q).all():
+            raise StructureError(f"wrong initial_charges{where}: non-finite values")
+        if np.any(q != 0):
+            formal = q
+    charge = _number(atoms.info["charge"], "charge", where) if "charge" in atoms.info else \
+        (float(formal.sum()) if formal is not None else 0.0)
+    if formal is not None and abs(float(formal.sum()) - charge) > 1e-6:
+        raise StructureError(f"wrong charges{where}: info['charge'] = {charge:g} but the initial_charges sum to "
+                             f"{float(formal.sum()):g}")
+    spin = _number(atoms.info["uhf"], "uhf", where) if "uhf" in atoms.info else 0.0
+    if spin < 0:
+        raise StructureError(f"wrong info['uhf']{where}: the number of unpaired electrons is >= 0, got {spin:g}")
+    return charge, spin, formal
+
+
 def frame_graph(
     atoms: Atoms,
     cutoff: float,
@@ -146,6 +182,7 @@ def frame_graph(
     keep = d < cutoff
     n = len(atoms)
     labels = _labels(atoms, keys, index) if keys is not None else {}
+    charge, spin, formal = frame_charges(atoms, index)
     as_t = lambda x, dt=torch.float64: None if x is None else torch.as_tensor(x, dtype=dt)  # noqa: E731
     return Graph(
         positions=torch.as_tensor(pos, dtype=torch.float64),
@@ -160,6 +197,9 @@ def frame_graph(
         energy=None if labels.get("energy") is None else as_t(labels["energy"]).reshape(1),
         forces=as_t(labels.get("forces")),
         stress=None if labels.get("stress") is None else as_t(labels["stress"]).unsqueeze(0),
+        charge=torch.tensor([charge], dtype=torch.float64),
+        spin=torch.tensor([spin], dtype=torch.float64),
+        atom_charge=as_t(formal),
     )
 
 
@@ -188,6 +228,18 @@ def collate(graphs: Sequence[Graph]) -> Graph:
     if has_comp:
         comp_off = torch.tensor([0] + [int(g.component.max()) + 1 for g in graphs]).cumsum(0)
         comp = torch.cat([g.component + comp_off[k] for k, g in enumerate(graphs)])
+    groups = None
+    if all(g.charge_group is not None and g.group_charge is not None for g in graphs):
+        group_off = torch.tensor([0] + [int(g.group_charge.numel()) for g in graphs]).cumsum(0)
+        groups = (torch.cat([g.charge_group + group_off[k] for k, g in enumerate(graphs)]),
+                  torch.cat([g.group_charge for g in graphs]))
+    zeros = lambda g, n: torch.zeros(n, dtype=torch.float64, device=g.positions.device)  # noqa: E731
+    per_frame = lambda name: torch.cat([getattr(g, name) if getattr(g, name) is not None  # noqa: E731
+                                        else zeros(g, g.num_frames) for g in graphs])
+    atom_charge = None
+    if any(g.atom_charge is not None for g in graphs):
+        atom_charge = torch.cat([g.atom_charge if g.atom_charge is not None else zeros(g, g.num_atoms)
+                                 for g in graphs])
     n_levels = min(len(g.coarse) for g in graphs)
     coarse = []
     fine_off = atom_off
@@ -215,8 +267,13 @@ def collate(graphs: Sequence[Graph]) -> Graph:
         energy=_cat_label(graphs, "energy", lambda g: (g.num_frames,)),
         forces=_cat_label(graphs, "forces", lambda g: (g.num_atoms, 3)),
         stress=_cat_label(graphs, "stress", lambda g: (g.num_frames, 3, 3)),
+        charge=per_frame("charge"),
+        spin=per_frame("spin"),
+        atom_charge=atom_charge,
         component=comp,
         coarse=coarse,
+        charge_group=None if groups is None else groups[0],
+        group_charge=None if groups is None else groups[1],
     )
 
 

@@ -17,7 +17,14 @@ field              shape        dtype    meaning (unit)
 ``energy``         [B]          float64  label: total energy (eV), optional
 ``forces``         [N, 3]       float    label: forces (eV/Å), optional
 ``stress``         [B, 3, 3]    float    label: stress (eV/Å^3, ASE sign convention), optional
+``charge``         [B]          float64  input: total charge of each frame (e), ``info['charge']``
+``spin``           [B]          float64  input: unpaired electrons of each frame, ``info['uhf']``
+``atom_charge``    [N]          float64  input: formal charges (e, ASE ``initial_charges``), optional
 =================  ===========  =======  =====================================================
+
+``charge`` and ``spin`` are the same keys the xTB teachers read (``muse label``); ``None`` means 0 for
+every frame. ``atom_charge`` only says which covalent component carries a frame's charge (their sum per
+component is that component's total charge); ``None`` when no atom has a non-zero initial charge.
 
 The edge vector from receiver ``i`` to sender ``j`` is
 ``r_ij = positions[j] - positions[i] + shifts[e] @ cell[batch[i]]`` and is always computed inside the
@@ -39,6 +46,18 @@ topology (bond graph, elements, pbc), computed by ``MuSEModel.prepare`` (:mod:`m
 ==============================  ===========  =======  ================================================
 
 Level 0 is the atoms (``N_0 = N``).
+
+Models that use charges (``model.charges``, ``model.physical``) add the charge groups, also in ``prepare``
+(:func:`muse_ff.nn.charges.charge_groups`):
+
+==============================  ===========  =======  ================================================
+``charge_group``                [N]          int64    charge group of each atom (0..G-1 over the batch)
+``group_charge``                [G]          float64  total charge of each group (e)
+==============================  ===========  =======  ================================================
+
+A charge group is a covalent component whose total charge is known (from ``atom_charge``, or because its
+frame is neutral or has one component); the components of a charged frame that does not say which of them
+carries the charge form one group together.
 """
 
 from __future__ import annotations
@@ -68,6 +87,9 @@ class LevelTopology:
         return LevelTopology(*(f(getattr(self, k)) for k in self.__dataclass_fields__))
 
 
+#: floating fields that stay float64 whatever the model's dtype (energies and charges: exact sums)
+_FLOAT64 = ("energy", "charge", "spin", "atom_charge", "group_charge")
+
 #: names of optional label fields
 LABEL_FIELDS = ("energy", "forces", "stress")
 
@@ -88,8 +110,13 @@ class Graph:
     energy: torch.Tensor | None = None
     forces: torch.Tensor | None = None
     stress: torch.Tensor | None = None
+    charge: torch.Tensor | None = None
+    spin: torch.Tensor | None = None
+    atom_charge: torch.Tensor | None = None
     component: torch.Tensor | None = None
     coarse: list[LevelTopology] = field(default_factory=list)
+    charge_group: torch.Tensor | None = None
+    group_charge: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -118,7 +145,7 @@ class Graph:
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, torch.Tensor):
-                cast = dtype if (dtype is not None and v.is_floating_point() and f.name != "energy") else None
+                cast = dtype if (dtype is not None and v.is_floating_point() and f.name not in _FLOAT64) else None
                 out[f.name] = v.to(device=device, dtype=cast)
             elif f.name == "coarse":
                 out[f.name] = [t.to(device=device, dtype=dtype) for t in v]
@@ -131,7 +158,8 @@ class Graph:
         return replace(self, positions=positions, cell=self.cell if cell is None else cell)
 
     def frame(self, b: int) -> "Graph":
-        """Frame ``b`` alone as a single-frame graph (labels and edges; no coarse topology)."""
+        """Frame ``b`` alone as a single-frame graph (labels, charges and edges; no coarse topology or charge
+        groups)."""
         sl = self.frame_slice(b)
         mask = self.batch[self.edge_index[0]] == b
         opt = lambda x, s: None if x is None else x[s]  # noqa: E731
@@ -141,7 +169,8 @@ class Graph:
                      ptr=torch.tensor([0, sl.stop - sl.start], device=self.ptr.device),
                      edge_index=self.edge_index[:, mask] - sl.start, shifts=self.shifts[mask],
                      cutoff=self.cutoff, energy=opt(self.energy, slice(b, b + 1)), forces=opt(self.forces, sl),
-                     stress=opt(self.stress, slice(b, b + 1)))
+                     stress=opt(self.stress, slice(b, b + 1)), charge=opt(self.charge, slice(b, b + 1)),
+                     spin=opt(self.spin, slice(b, b + 1)), atom_charge=opt(self.atom_charge, sl))
 
     def frame_slice(self, b: int) -> slice:
         return slice(int(self.ptr[b]), int(self.ptr[b + 1]))

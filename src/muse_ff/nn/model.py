@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from ase import Atoms
@@ -19,8 +20,10 @@ from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate,
 from muse_ff.data.graph import Graph
 from muse_ff.nn.coarsening import add_topology
 from muse_ff.nn.backbones import BACKBONES
+from muse_ff.nn.charges import ChargeSpinEmbedding, charge_groups
 from muse_ff.nn.heads import AtomicReference, EnergyHead
 from muse_ff.nn.long_range import LatentEwald
+from muse_ff.nn.physical import EwaldSettings, PhysicalLongRange
 from muse_ff.nn.pooling import CoarseLevel
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -36,7 +39,13 @@ class MuSEModel(nn.Module):
     - ``node_energy``: [N] float64 energy of each atom, coarse contributions handed back to atoms
       through the assignments (sums to ``energy`` per frame)
     - ``energy_levels``: [B, L + 1] float64 energy contributed by each level (atoms first; level 0
-      includes the reference energies and, with ``long_range``, the latent-Ewald energy)
+      includes the reference energies and, with ``long_range`` or ``physical``, the long-range energy)
+    - ``charges``: [N] float64 atomic charges (e), with ``physical.electrostatics`` only; they sum to each
+      charge group's total charge (:mod:`muse_ff.nn.charges`)
+    - ``physical_energy``: [B] float64 energy of the physical long-range terms, with ``physical`` only
+
+    With ``charges`` or ``physical`` the graph needs its charge groups and with ``levels`` its coarse
+    topology: both come from :meth:`prepare` (``graph_from_atoms`` calls it).
     """
 
     def __init__(self, config: ModelConfig):
@@ -47,6 +56,8 @@ class MuSEModel(nn.Module):
         index[torch.tensor(config.species)] = torch.arange(len(config.species))
         self.register_buffer("species_index", index, persistent=False)
         self.embedding = nn.Embedding(len(config.species), config.embedding)
+        self.charge_embedding = ChargeSpinEmbedding(len(config.species), config.embedding) \
+            if config.charges else None
         cutoffs = config.level_cutoffs()
         bb = config.backbone
         self.backbone = BACKBONES[bb.name](config.embedding, cutoffs[0], **bb.hparams)
@@ -67,6 +78,12 @@ class MuSEModel(nn.Module):
         self.long_range = None if lr is None else LatentEwald(
             self.backbone.out_features, smearing=lr.smearing, channels=lr.channels, hidden=lr.hidden,
             wavelength=lr.wavelength)
+        ph = config.physical
+        self.physical = None if ph is None else PhysicalLongRange(
+            self.backbone.out_features, hidden=ph.hidden, electrostatics=ph.electrostatics,
+            dispersion=ph.dispersion, smearing=ph.smearing, coulomb_switch=ph.coulomb_switch,
+            dispersion_switch=ph.dispersion_switch, ewald=EwaldSettings(**ph.ewald.model_dump()),
+            c6_scale=ph.c6_scale, radius_offset=ph.radius_offset)
         self.reference = AtomicReference(len(config.species))
         self.to(self.dtype_)
         self.reference.double()
@@ -89,13 +106,29 @@ class MuSEModel(nn.Module):
             shown = known if len(known) <= 20 else known[:20] + ["..."]
             raise StructureError(f"unknown element {chemical_symbols[z]!r} (Z={z}): this model knows {shown}")
 
+    @property
+    def uses_charges(self) -> bool:
+        """Whether the model reads charge groups (``charges`` or ``physical.electrostatics``)."""
+        return self.charge_embedding is not None or (self.physical is not None
+                                                     and self.physical.charge_head is not None)
+
+    def _prepared(self, graph: Graph) -> bool:
+        return (len(graph.coarse) >= len(self.levels)
+                and (not self.uses_charges or graph.charge_group is not None))
+
     def prepare(self, graph: Graph) -> Graph:
-        """Add the coarse topology the levels need (a function of each frame's bond graph). Idempotent."""
-        if len(self.levels) == 0 or len(graph.coarse) == len(self.levels):
+        """Add what the model needs of each frame's bond graph: the coarse topology of the levels, and the
+        charge groups (:func:`~muse_ff.nn.charges.charge_groups`) with ``charges`` or ``physical``. Idempotent."""
+        if self._prepared(graph):
             return graph
         cfg = self.config
-        return add_topology(graph, [lev.ratio for lev in cfg.levels], cfg.level_hops(),
-                            [lev.min_nodes for lev in cfg.levels])
+        if len(graph.coarse) < len(self.levels) or graph.component is None:
+            graph = add_topology(graph, [lev.ratio for lev in cfg.levels], cfg.level_hops(),
+                                 [lev.min_nodes for lev in cfg.levels])
+        if self.uses_charges:
+            group, value = charge_groups(graph.component, graph.ptr, graph.charge, graph.atom_charge)
+            graph = replace(graph, charge_group=group, group_charge=value)
+        return graph
 
     def graph_from_atoms(self, atoms: Atoms | Sequence[Atoms], keys: LabelKeys | None = None,
                          min_distance: float = MIN_DISTANCE) -> Graph:
@@ -119,11 +152,15 @@ class MuSEModel(nn.Module):
         and the :class:`~muse_ff.nn.pooling.PoolState` of every coarse level.
         """
         sidx = self.species_index[graph.species]
+        embedded = self.embedding(sidx)
+        if self.charge_embedding is not None:
+            embedded = embedded + self.charge_embedding(sidx, graph.charge_group, graph.group_charge, graph.batch,
+                                                        graph.spin)
         # geometry stays in the dtype it comes in (float64 from the calculator): differences of positions are
         # formed there and only then rounded to the model's dtype, so a molecule 1e9 Å from the origin keeps
         # its shape in a float32 model
         edge_vectors = graph.edge_vectors(positions, cell).to(self.dtype_)
-        out = self.backbone(self.embedding(sidx), graph.edge_index, edge_vectors)
+        out = self.backbone(embedded, graph.edge_index, edge_vectors)
         feats, states = [out], []
         fine_pos = positions
         for k, level in enumerate(self.levels):
@@ -145,6 +182,9 @@ class MuSEModel(nn.Module):
                 cell: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         pos = graph.positions if positions is None else positions
         cel = graph.cell if cell is None else cell
+        if not self._prepared(graph):
+            raise ValueError("this graph has no coarse topology or charge groups for this model: pass it through "
+                             "model.prepare(graph) first (model.graph_from_atoms does)")
         sidx = self.species_index[graph.species]
         scalars, states = self.encode(graph, pos, cel)
         ref = self.reference
@@ -152,6 +192,16 @@ class MuSEModel(nn.Module):
         if self.long_range is not None:
             node_energy = node_energy + self.long_range(scalars[0], pos, cel, graph.pbc, graph.ptr).double()
         B = graph.num_frames
+        extra = {}
+        if self.physical is not None:
+            e_ph, charges = self.physical.energy_and_charges(scalars[0], pos, cel, graph.pbc, graph.ptr,
+                                                             graph.species, graph.charge_group, graph.group_charge)
+            e_ph = e_ph.double()
+            node_energy = node_energy + e_ph
+            extra["physical_energy"] = torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(
+                0, graph.batch, e_ph)
+            if charges is not None:
+                extra["charges"] = charges.double()
         levels_e = [torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(0, graph.batch, node_energy)]
         coarse_e = None  # coarse energies handed down to atoms through the assignments
         for k in range(len(self.levels) - 1, -1, -1):
@@ -165,7 +215,8 @@ class MuSEModel(nn.Module):
         if coarse_e is not None:
             node_energy = node_energy + coarse_e
         energy_levels = torch.stack(levels_e, dim=1)
-        return {"energy": energy_levels.sum(dim=1), "node_energy": node_energy, "energy_levels": energy_levels}
+        return {"energy": energy_levels.sum(dim=1), "node_energy": node_energy, "energy_levels": energy_levels,
+                **extra}
 
 
 def build_model(config: dict | ModelConfig | None = None) -> MuSEModel:

@@ -1,7 +1,7 @@
 """Physical long-range terms with learned parameters: per-component conserved charges with smeared Coulomb
 electrostatics, and Becke-Johnson-damped C6 dispersion (issue #15, item 1; see docs/LONG_RANGE.md).
 
-A standalone module: nothing in :class:`~muse_ff.nn.model.MuSEModel` calls it yet.
+Used by :class:`~muse_ff.nn.model.MuSEModel` with ``model.physical`` (:class:`~muse_ff.config.PhysicalConfig`).
 
 Charges (:class:`ChargeHead`, :func:`equilibrate_charges`). An MLP on each atom's invariant features gives a
 raw charge ``q~_i``; the excess of each covalently connected component ``c`` is spread evenly over its
@@ -705,7 +705,13 @@ class PhysicalLongRange(nn.Module):
     def forward(self, scalars: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
                 ptr: torch.Tensor, species: torch.Tensor | None = None, component: torch.Tensor | None = None,
                 component_charge: torch.Tensor | None = None) -> torch.Tensor:
-        """[n] long-range energy of each atom (eV), summing to the frames' energies.
+        """[n] long-range energy of each atom (eV); see :meth:`energy_and_charges`."""
+        return self.energy_and_charges(scalars, positions, cell, pbc, ptr, species, component, component_charge)[0]
+
+    def energy_and_charges(self, scalars: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor,
+                           pbc: torch.Tensor, ptr: torch.Tensor, species: torch.Tensor | None = None,
+                           component: torch.Tensor | None = None, component_charge: torch.Tensor | None = None):
+        """``([n] long-range energy of each atom (eV), summing to the frames' energies, [n] charges (e) or None)``.
 
         ``scalars`` [n, F]; ``positions`` [n, 3] Å; ``cell`` [B, 3, 3]; ``pbc`` [B, 3]; ``ptr`` [B + 1];
         ``species`` [n] atomic numbers (needed with dispersion); ``component`` [n] covalent component of each
@@ -724,4 +730,7 @@ class PhysicalLongRange(nn.Module):
                 raise ValueError("PhysicalLongRange: dispersion needs the species")
             c = self.dispersion_head.sqrt_c6(scalars)
             rho = self.dispersion_head.radii(species)
-        return _long_range(positions, cell, pbc, ptr, q, c, rho, self.terms)
+        # the sums run in the positions' dtype (float64 from the calculator, whatever the model's)
+        cast = lambda t: None if t is None else t.to(positions.dtype)  # noqa: E731
+        q, c, rho = cast(q), cast(c), cast(rho)
+        return _long_range(positions, cell.to(positions.dtype), pbc, ptr, q, c, rho, self.terms), q
