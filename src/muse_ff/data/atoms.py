@@ -153,6 +153,19 @@ def frame_charges(atoms: Atoms, index: int | None = None) -> tuple[float, float,
     return charge, spin, formal
 
 
+def fragment(atoms: Atoms, index) -> Atoms:
+    """``atoms[index]`` as a structure of its own: its ``info['charge']`` is the sum of its formal charges
+    (``initial_charges``) when the frame has any, else 0 for a fragment cut from a charged frame (which does
+    not say where its charge is), else left as it is."""
+    part = atoms[index]
+    charge, _, formal = frame_charges(atoms)
+    if formal is not None:
+        part.info["charge"] = float(part.get_initial_charges().sum())
+    elif charge != 0:
+        part.info["charge"] = 0.0
+    return part
+
+
 def frame_graph(
     atoms: Atoms,
     cutoff: float,

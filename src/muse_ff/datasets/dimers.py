@@ -87,6 +87,15 @@ def _place(rng: np.random.Generator, mono_a: Atoms, mono_b: Atoms, cfg: DimerCon
     raise RuntimeError(f"could not place {mono_a.info['molecule']} and {mono_b.info['molecule']} without clashes")
 
 
+def set_formal_charges(atoms: Atoms, charge_a: float, charge_b: float) -> None:
+    """Per-atom formal charges (``initial_charges``) saying which molecule carries the charge: each monomer's
+    charge on its first atom (models read only their sum per molecule, :mod:`muse_ff.nn.charges`)."""
+    q = np.zeros(len(atoms))
+    q[0] += charge_a
+    q[int(atoms.info["n_first"])] += charge_b
+    atoms.set_initial_charges(q)
+
+
 def generate(cfg: DimerConfig, subset: bool, teacher: Teacher) -> list[Atoms]:
     """Unlabelled dimer frames; with ``subset`` the first ``subset_per_pair`` frames of every pair."""
     n = cfg.subset_per_pair if subset else cfg.frames_per_pair
@@ -102,6 +111,7 @@ def generate(cfg: DimerConfig, subset: bool, teacher: Teacher) -> list[Atoms]:
                 "charge": int(monomers[a].info["charge"] + monomers[b].info["charge"]),
                 "n_first": len(monomers[a]), "split": common.split_of(rng),
             })
+            set_formal_charges(atoms, monomers[a].info["charge"], monomers[b].info["charge"])
             frames.append(atoms)
     return frames
 
@@ -139,7 +149,8 @@ def build(cfg: DimerConfig, out_dir: Path, subset: bool = False, workers: int = 
              f">= {cfg.min_contact} Å (heavy atoms >= {cfg.min_heavy_contact} Å), monomers optimised with "
              f"{cfg.teacher} first; seed {cfg.seed}\n"
              "- extra info keys: `system`, `separation` (Å), `charge`, `n_first` (atoms of the first monomer), "
-             "`interaction_energy` (eV, E(AB) - E(A) - E(B) at the same monomer geometries)\n")
+             "`interaction_energy` (eV, E(AB) - E(A) - E(B) at the same monomer geometries); per-atom "
+             "`initial_charges`: each monomer's formal charge on its first atom\n")
     card = common.write_card(out_dir / ("README.md" if not subset else f"{stem}.md"),
                              title=cfg.title + (" (subset)" if subset else ""), what=__doc__.split("\n\n")[1],
                              command=command, provenance=teacher.provenance(), frames=labelled,

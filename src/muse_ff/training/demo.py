@@ -63,8 +63,10 @@ def interaction_errors(model, frames: list[Atoms]) -> dict[str, np.ndarray] | No
         return None
     from muse_ff.analysis.metrics import predict_energies
 
-    firsts = [a[: int(a.info["n_first"])] for a in frames]
-    seconds = [a[int(a.info["n_first"]):] for a in frames]
+    from muse_ff.data.atoms import fragment
+
+    firsts = [fragment(a, slice(None, int(a.info["n_first"]))) for a in frames]
+    seconds = [fragment(a, slice(int(a.info["n_first"]), None)) for a in frames]
     e_ab, e_a, e_b = (predict_energies(model, fs) for fs in (frames, firsts, seconds))
     return {"separation": np.array([a.info["separation"] for a in frames]),
             "ref": np.array([a.info["interaction_energy"] for a in frames]), "pred": e_ab - e_a - e_b}
