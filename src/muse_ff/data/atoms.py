@@ -28,6 +28,8 @@ class LabelKeys:
     energy: str = "REF_energy"
     forces: str = "REF_forces"
     stress: str = "REF_stress"
+    #: interaction-energy label (training only, see :class:`muse_ff.training.data.GraphDataset`)
+    interaction: str | None = None
 
 
 def validate_atoms(atoms: Atoms, min_distance: float = MIN_DISTANCE, index: int | None = None) -> None:

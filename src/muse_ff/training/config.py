@@ -70,6 +70,11 @@ class DataConfig(_Strict):
             key ``split_key`` (values ``train``/``valid``/``test``) when set, else at random with
             ``valid_fraction`` / ``test_fraction`` and ``split_seed``.
         energy_key, forces_key, stress_key: label names (mace-style ``REF_*`` defaults).
+        interaction_key: info key of an interaction (or binding) energy label (eV), ``E(frame) - sum over
+            its covalent components E(component alone)`` at the frame's geometry (the datasets'
+            ``interaction_energy`` and ``binding_energy``); trained with ``training.loss.interaction``. Each
+            labelled frame's components are evaluated as structures of their own (a component's charge is
+            the sum of its ``initial_charges``). Default ``None``: not read.
         missing_labels: ``error`` (default): every frame (train, valid and test) needs an energy, and forces
             when they are trained (``training.loss.forces > 0``); otherwise the run stops listing the frames
             and missing labels. ``energy_only``: frames without forces are trained on their energy alone,
@@ -119,6 +124,7 @@ class DataConfig(_Strict):
     energy_key: str = "REF_energy"
     forces_key: str = "REF_forces"
     stress_key: str = "REF_stress"
+    interaction_key: str | None = None
     missing_labels: Literal["error", "energy_only"] = "error"
     config_type_key: str = "config_type"
     E0s: Literal["auto", "isolated", "fit", "average"] | dict[str, float] = "auto"
@@ -168,6 +174,9 @@ class LossWeights(_Strict):
 
     Attributes:
         energy, forces, stress: the weights above (>= 0, at least one positive).
+        interaction: weight of the MSE of interaction energies (eV, per labelled frame; ``data.interaction_key``,
+            needed when this is positive), default 0. They are meV-sized next to eV totals and decide the
+            long-range tails: weigh them like the energy per atom (e.g. 10-100).
         config_type_weights: ``{config_type: weight}`` (>= 0; types not named weigh 1; frames without a
             type are ``Default``, see ``data.config_type_key``). Each frame's squared errors (its energy,
             each of its force components, its stress components) are multiplied by its weight before the
@@ -180,6 +189,7 @@ class LossWeights(_Strict):
     energy: float = Field(10.0, ge=0)
     forces: float = Field(1.0, ge=0)
     stress: float = Field(1.0, ge=0)
+    interaction: float = Field(0.0, ge=0)
     config_type_weights: dict[str, float] = {}
 
     @field_validator("config_type_weights", mode="before")
@@ -273,6 +283,13 @@ class TrainConfig(_Strict):
     @classmethod
     def _model(cls, v: Any) -> Any:
         return parse_model_config(v)  # ConfigError (a ValueError) is reported under "model"
+
+    @model_validator(mode="after")
+    def _interaction(self) -> "TrainConfig":
+        if self.training.loss.interaction > 0 and self.data.interaction_key is None:
+            raise ValueError("training.loss.interaction is positive but data.interaction_key is not set: name "
+                             "the info key of the interaction energies (e.g. interaction_energy)")
+        return self
 
 
 def _format(err: ValidationError) -> str:

@@ -178,7 +178,8 @@ def frame_weights(frames: Sequence[Atoms], key: str, weights: Mapping[str, float
 
 
 def label_keys(config: DataConfig) -> LabelKeys:
-    return LabelKeys(energy=config.energy_key, forces=config.forces_key, stress=config.stress_key)
+    return LabelKeys(energy=config.energy_key, forces=config.forces_key, stress=config.stress_key,
+                     interaction=config.interaction_key)
 
 
 class LabelWarning(UserWarning):
@@ -282,10 +283,36 @@ def species_of(frames: Sequence[Atoms]) -> list[int]:
     return sorted({int(z) for a in frames for z in a.numbers})
 
 
+def interaction_fragments(atoms: Atoms, model, key: str, index: int) -> tuple[float, list[Graph]]:
+    """``(label, graphs of the frame's covalent components)`` for an interaction-energy label under ``key``,
+    or ``(nan, [])`` when the frame has none. A label on a frame of one component, or one that is not a
+    finite number, raises :class:`LabelError`."""
+    from muse_ff.data.atoms import fragment
+    from muse_ff.nn.coarsening import bond_graph
+
+    if key not in atoms.info:
+        return float("nan"), []
+    where = atoms.info.get("_source", f"frame {index}")
+    value = np.asarray(atoms.info[key])
+    if value.dtype.kind not in "iuf" or value.size != 1 or not np.isfinite(value.astype(float)).all():
+        raise LabelError(f"{where}: {key} = {_short(atoms.info[key])} is not one finite number (eV)")
+    comp = bond_graph(atoms.positions, atoms.numbers, np.asarray(atoms.cell), atoms.pbc).component
+    if comp.max() < 1:
+        raise LabelError(f"{where}: {key} is given but the frame is a single covalent component; an interaction "
+                         "energy is E(frame) - sum of E(component alone) over two or more components")
+    graphs = []
+    for c in range(int(comp.max()) + 1):
+        part = fragment(atoms, np.flatnonzero(comp == c))
+        g = frame_graph(part, model.cutoff, keys=None, index=index)
+        graphs.append(model.prepare(g))
+    return float(value.reshape(())), graphs
+
+
 class GraphDataset(torch.utils.data.Dataset):
     """Single-frame graphs of ``frames``, built once with the model's cutoff and ``model.prepare``.
 
-    ``weights`` are the frames' loss weights (default 1); an item is ``(graph, weight)``.
+    ``weights`` are the frames' loss weights (default 1); an item is ``(graph, weight)``, or with
+    ``keys.interaction`` set ``(graph, weight, interaction label or NaN, [graphs of its components])``.
     """
 
     def __init__(self, frames: Sequence[Atoms], model, keys: LabelKeys, weights: Sequence[float] | None = None):
@@ -293,10 +320,13 @@ class GraphDataset(torch.utils.data.Dataset):
             raise ValueError(f"{len(weights)} weights for {len(frames)} frames")
         self.weights: list[float] = [1.0] * len(frames) if weights is None else [float(w) for w in weights]
         self.graphs: list[Graph] = []
+        self.interaction: list[tuple[float, list[Graph]]] | None = [] if keys.interaction else None
         for k, atoms in enumerate(frames):
             try:
                 g = frame_graph(atoms, model.cutoff, keys=keys, index=k)
                 model.check_species(g.species)
+                if self.interaction is not None:
+                    self.interaction.append(interaction_fragments(atoms, model, keys.interaction, k))
             except StructureError as err:
                 raise StructureError(f"{atoms.info.get('_source', f'frame {k}')}: {err}") from None
             self.graphs.append(model.prepare(g))
@@ -304,19 +334,29 @@ class GraphDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def __getitem__(self, index: int) -> tuple[Graph, float]:
-        return self.graphs[index], self.weights[index]
+    def __getitem__(self, index: int) -> tuple:
+        if self.interaction is None:
+            return self.graphs[index], self.weights[index]
+        return (self.graphs[index], self.weights[index], *self.interaction[index])
 
 
 @dataclass
 class TrainBatch:
-    """A batch of :class:`GraphDataset` items: the batched graph and each frame's loss weight."""
+    """A batch of :class:`GraphDataset` items: the batched graph and each frame's loss weight; with
+    interaction labels also ``interaction`` [B] (eV, NaN where a frame has none), ``fragments`` (the batched
+    components of the labelled frames) and ``fragment_frame`` [F] (the frame of each component)."""
 
     graph: Graph
     weight: torch.Tensor  # [B] float64
+    interaction: torch.Tensor | None = None
+    fragments: Graph | None = None
+    fragment_frame: torch.Tensor | None = None
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "TrainBatch":
-        return TrainBatch(self.graph.to(device, dtype=dtype), self.weight.to(device))
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return TrainBatch(self.graph.to(device, dtype=dtype), self.weight.to(device), move(self.interaction),
+                          None if self.fragments is None else self.fragments.to(device, dtype=dtype),
+                          move(self.fragment_frame))
 
 
 def collate_graphs(graphs: Sequence[Graph]) -> Graph:
@@ -324,6 +364,13 @@ def collate_graphs(graphs: Sequence[Graph]) -> Graph:
     return collate(list(graphs))
 
 
-def collate_items(items: Sequence[tuple[Graph, float]]) -> TrainBatch:
+def collate_items(items: Sequence[tuple]) -> TrainBatch:
     """``collate_fn`` for a ``DataLoader`` over :class:`GraphDataset`."""
-    return TrainBatch(collate([g for g, _ in items]), torch.tensor([w for _, w in items], dtype=torch.float64))
+    batch = TrainBatch(collate([it[0] for it in items]), torch.tensor([it[1] for it in items], dtype=torch.float64))
+    if items and len(items[0]) == 4:
+        batch.interaction = torch.tensor([it[2] for it in items], dtype=torch.float64)
+        parts = [(b, g) for b, it in enumerate(items) for g in it[3]]
+        if parts:
+            batch.fragments = collate([g for _, g in parts])
+            batch.fragment_frame = torch.tensor([b for b, _ in parts], dtype=torch.int64)
+    return batch

@@ -97,9 +97,22 @@ class MuSEModule(L.LightningModule):
             f"lower training.lr (now {self.config.lr:g}) or set a smaller training.grad_clip (now {clip}) and "
             "start again with --force (a resumed run keeps the old learning rate)")
 
+    def add_interaction(self, model, out: dict, batch: TrainBatch) -> dict:
+        """``out`` with ``interaction`` [B] = E(frame) - sum of its components' energies and ``interaction_ref``
+        (NaN where a frame has no label), when the batch carries interaction labels and fragments."""
+        if batch.fragments is None or batch.interaction is None:
+            return out
+        e_parts = model(batch.fragments)["energy"]
+        parts = torch.zeros_like(out["energy"]).index_add_(0, batch.fragment_frame, e_parts.to(out["energy"].dtype))
+        out["interaction"] = out["energy"] - parts
+        out["interaction_ref"] = batch.interaction
+        return out
+
     def training_step(self, batch: TrainBatch, batch_idx: int) -> torch.Tensor:
         graph = batch.graph
         out = self.predict_batch(self.model, graph, create_graph=True)
+        if self.config.loss.interaction > 0:
+            out = self.add_interaction(self.model, out, batch)
         terms = loss_terms(out, graph, self.config.loss, frame_weight=batch.weight)
         if not torch.isfinite(terms["loss"]):
             raise self._diverged("the loss is")
@@ -124,6 +137,7 @@ class MuSEModule(L.LightningModule):
     def validation_step(self, batch: TrainBatch, batch_idx: int) -> None:
         with torch.enable_grad():
             out = self.predict_batch(self.eval_model, batch.graph, create_graph=False)
+        out = self.add_interaction(self.eval_model, out, batch)
         self.val_errors.update(out, batch.graph, frame_weight=batch.weight)
 
     def on_validation_epoch_end(self) -> None:

@@ -1,0 +1,83 @@
+"""``training.loss.interaction`` with ``data.interaction_key`` (issue #15, item 2): interaction energies
+E(frame) - sum E(component alone) as a loss term and a validation metric."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from ase.calculators.emt import EMT
+from ase.io import write
+
+from muse_ff import build_model
+from muse_ff.training import train
+from muse_ff.training.config import parse_train_config
+from muse_ff.training.data import GraphDataset, LabelError, collate_items
+from muse_ff.data.atoms import LabelKeys
+
+
+def _with_interaction(frames):
+    for a in frames:
+        parts = []
+        for idx in (slice(0, 3), slice(3, 6)):
+            p = a[idx]
+            p.calc = EMT()
+            parts.append(p.get_potential_energy())
+        a.info["interaction_energy"] = float(a.info["REF_energy"]) - sum(parts)
+    return frames
+
+
+def test_interaction_term_is_frame_minus_its_components(make_dimers):
+    from muse_ff.training.module import MuSEModule
+
+    frames = _with_interaction(make_dimers(4, splits=False))
+    torch.manual_seed(0)
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1}, "species": ["H", "O"],
+                         "dtype": "float64", "levels": [{"ratio": 3}]})
+    data = GraphDataset(frames, model, LabelKeys(interaction="interaction_energy"))
+    batch = collate_items([data[k] for k in range(4)])
+    assert batch.fragments.num_frames == 8 and batch.fragment_frame.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    cfg = parse_train_config({"data": {"train": "x.extxyz", "interaction_key": "interaction_energy"},
+                             "training": {"loss": {"interaction": 10.0}}})
+    module = MuSEModule(model, cfg.training)
+    out = module.add_interaction(model, {"energy": model(batch.graph)["energy"]}, batch)
+    for b, a in enumerate(frames):
+        e = [float(model(model.graph_from_atoms(x))["energy"][0]) for x in (a, a[:3], a[3:])]
+        assert float(out["interaction"][b]) == pytest.approx(e[0] - e[1] - e[2], abs=1e-9)
+    assert torch.equal(out["interaction_ref"], torch.tensor([a.info["interaction_energy"] for a in frames],
+                                                           dtype=torch.float64))
+
+
+def test_training_on_interaction_energies_reports_their_error(tmp_path, make_config, make_dimers):
+    frames = _with_interaction(make_dimers(15))
+    frames[4].info.pop("interaction_energy")  # frames without the label are fine
+    write(tmp_path / "d.extxyz", frames)
+    cfg = make_config(tmp_path / "d.extxyz", tmp_path / "run", epochs=2)
+    cfg["data"]["interaction_key"] = "interaction_energy"
+    cfg["training"]["loss"] = {"energy": 10.0, "forces": 1.0, "interaction": 100.0}
+    train(cfg, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "logs" / "metrics.csv")))
+    values = [float(r["val_interaction_mae"]) for r in rows if r.get("val_interaction_mae")]
+    assert len(values) == 2 and all(np.isfinite(values)) and values[0] > 0
+
+
+def test_interaction_label_problems_are_named(make_dimers):
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1}, "species": ["H", "O"]})
+    keys = LabelKeys(interaction="interaction_energy")
+    one = make_dimers(1, splits=False)[0][:3]
+    one.info["interaction_energy"] = 0.01
+    with pytest.raises(LabelError, match="single covalent component"):
+        GraphDataset([one], model, keys)
+    bad = make_dimers(1, splits=False)[0]
+    bad.info["interaction_energy"] = "n/a"
+    with pytest.raises(LabelError, match="interaction_energy"):
+        GraphDataset([bad], model, keys)
+
+
+def test_interaction_weight_needs_the_key():
+    from muse_ff.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="interaction_key"):
+        parse_train_config({"data": {"train": "x.extxyz"}, "training": {"loss": {"interaction": 1.0}}})
