@@ -6,7 +6,9 @@ with ``--seeds`` seeds (model initialisation and data order):
 
 - ``PaiNN``, ``MuSE(PaiNN)`` and ``PaiNN+LES``: the demo's three models;
 - ``PaiNN+phys`` and ``MuSE(PaiNN)+phys``: the same with ``model.physical`` (charges conserved per molecule,
-  Coulomb and BJ-damped C6 dispersion with no cutoff) and ``model.charges``.
+  Coulomb and BJ-damped C6 dispersion with no cutoff) and ``model.charges``;
+- ``...+phys+Eint``: the same, also trained on the frames' interaction energies (``training.loss.interaction``
+  = 100 on eV, next to the demo's 100 on the energy per atom).
 
 Held-out scans: rigid GFN2-xTB interaction-energy curves E(AB) - E(A) - E(B) of pairs that are in no
 training frame (``--pairs``; default acetonitrile+water, whose molecules are seen but never together, and
@@ -40,7 +42,11 @@ MODELS: dict[str, dict] = {
     **DEMO_MODELS,
     "PaiNN+phys": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
     "MuSE(PaiNN)+phys": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
+    "PaiNN+phys+Eint": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
+    "MuSE(PaiNN)+phys+Eint": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
 }
+#: models trained with the interaction-energy loss term as well (data.interaction_key: interaction_energy)
+INTERACTION_WEIGHT = 100.0
 PAIRS = ("acetonitrile+water", "methanol+water", "methanol+acetonitrile")
 SEPARATIONS = tuple(np.round(np.arange(3.0, 15.01, 0.5), 3)) + (25.0,)
 
@@ -116,6 +122,9 @@ def train_one(name: str, seed: int, out: Path, epochs: int | None) -> Path:
         return folder / "model.pt"
     cfg = demo_config(MODELS[name], demo_data(), folder, epochs)
     cfg["training"]["seed"] = seed
+    if name.endswith("+Eint"):
+        cfg["data"]["interaction_key"] = "interaction_energy"
+        cfg["training"]["loss"] = {**cfg["training"]["loss"], "interaction": INTERACTION_WEIGHT}
     return train(cfg, force=True, progress=False).model_path
 
 
