@@ -63,7 +63,7 @@ class MuSECalculator(Calculator):
         """The model-ready graph of ``atoms``: neighbour list and coarse topology of this structure."""
         g = frame_graph(atoms, self.model.cutoff, keys=None, min_distance=self.min_distance)
         self.model.check_species(g.species)
-        if len(self.model.levels) or self.model.uses_charges:
+        if self.model.uses_components:
             bonds = bond_graph(g.positions.double().numpy(), g.species.numpy(), g.cell[0].double().numpy(),
                                g.pbc[0].numpy())
             system = (atoms.numbers.tobytes(), tuple(bool(p) for p in atoms.pbc))

@@ -195,7 +195,8 @@ class LongRangeConfig(StrictModel):
 
     Latent charges from an MLP (``hidden`` units, ``channels`` outputs) on the atoms' final features, with
     the Coulomb energy of Gaussian clouds of width ``smearing`` (Å); periodic sums go to wavevectors of
-    wavelength ``wavelength`` (Å, default ``smearing``). See :mod:`muse_ff.nn.long_range`.
+    wavelength ``wavelength`` (Å, default ``smearing``). ``neutral: true`` makes the latent charges sum to
+    zero over each covalent component (not in the paper). See :mod:`muse_ff.nn.long_range`.
     """
 
     kind: Literal["latent-ewald"] = "latent-ewald"
@@ -203,6 +204,8 @@ class LongRangeConfig(StrictModel):
     channels: int = Field(1, gt=0)
     hidden: int = Field(32, gt=0)
     wavelength: float | None = Field(None, gt=0)
+    #: latent charges sum to zero over each covalent component (a deviation from the paper, off by default)
+    neutral: bool = False
 
 
 class EwaldConfig(StrictModel):

@@ -19,7 +19,7 @@ LES = {"smearing": 1.0}
 def _fixed_charge_energy(pos: torch.Tensor, q: torch.Tensor, cell: torch.Tensor | None) -> float:
     """Energy of fixed charges ``q`` [n] through LatentEwald (the charge MLP bypassed)."""
     les = LatentEwald(4).double()
-    les.charges = lambda scalars: q[:, None]
+    les.charges = lambda scalars, component=None: q[:, None]
     periodic = cell is not None
     c = cell if periodic else torch.zeros(3, 3, dtype=torch.float64)
     return float(les(None, pos, c[None], torch.tensor([[periodic] * 3]), torch.tensor([0, len(pos)])).sum())
@@ -127,3 +127,36 @@ def test_energy_levels_still_sum_to_the_energy():
     out = model(graph)
     np.testing.assert_allclose(out["energy_levels"].sum(1).detach(), out["energy"].detach(), rtol=1e-12)
     np.testing.assert_allclose(out["node_energy"].sum().detach(), out["energy"].detach(), rtol=1e-12)
+
+
+def test_neutral_option_keeps_each_molecule_neutral_and_its_far_tail_is_not_coulombic():
+    """``long_range.neutral``: latent charges sum to 0 per covalent component (a deviation from the paper,
+    whose unconstrained latent charges make neutral molecules far apart interact as 1/r)."""
+    from ase.build import molecule
+
+    def pair(r):
+        a, b = molecule("H2O"), molecule("NH3")
+        b.positions += [r, 0.0, 0.0]
+        return a + b
+
+    def e_int(model, r):
+        g = model.graph_from_atoms(pair(r))
+        with torch.no_grad():
+            parts = [float(model(model.graph_from_atoms(x))["energy"][0]) for x in (pair(r)[:3], pair(r)[3:])]
+            return float(model(g)["energy"][0]) - sum(parts)
+
+    ratios = {}
+    for neutral in (False, True):
+        torch.manual_seed(3)
+        m = build_model({"backbone": {"name": "painn", "features": 16, "layers": 1}, "species": ["H", "N", "O"],
+                         "dtype": "float64", "long_range": {"kind": "latent-ewald", "neutral": neutral}})
+        g = m.graph_from_atoms(pair(30.0))
+        q = m.long_range.charges(m.encode(g, g.positions, g.cell)[0][0], g.component).detach()
+        sums = [float(q[:3].sum()), float(q[3:].sum())]
+        if neutral:
+            assert sums == pytest.approx([0.0, 0.0], abs=1e-12)
+            assert m.long_range.neutral
+        ratios[neutral] = e_int(m, 50.0) / e_int(m, 100.0)
+    # unconstrained: net latent charges, 1/r tail (ratio 2); neutral: dipolar, r^-3 (ratio 8)
+    assert ratios[False] == pytest.approx(2.0, rel=0.05)
+    assert ratios[True] == pytest.approx(8.0, rel=0.05)

@@ -53,28 +53,42 @@ class LatentEwald(nn.Module):
         hidden: hidden width of the charge MLP.
         wavelength: shortest wavelength (Å) of the periodic reciprocal sum (default: ``smearing``; the
             neglected terms are below exp(-2 pi^2 sigma^2 / wavelength^2) = 3e-9 of the largest).
+        neutral: make every channel's latent charges sum to zero over each covalent component (a deviation
+            from the paper, whose latent charges are unconstrained: there, neutral molecules far apart may
+            carry net latent charge and interact as 1/r). ``forward`` then needs ``component``.
     """
 
     def __init__(self, features: int, smearing: float = 1.0, channels: int = 1, hidden: int = 32,
-                 wavelength: float | None = None):
+                 wavelength: float | None = None, neutral: bool = False):
         super().__init__()
+        self.neutral = bool(neutral)
         self.smearing = float(smearing)
         self.channels = int(channels)
         self.wavelength = float(wavelength if wavelength is not None else smearing)
         self.charge = nn.Sequential(nn.Linear(features, hidden), nn.SiLU(), nn.Linear(hidden, channels))
         self._pme: dict = {}  # the torch-pme calculator, built on the first periodic frame (not a submodule)
 
-    def charges(self, scalars: torch.Tensor) -> torch.Tensor:
-        """[n, channels] latent charges (e) of atoms with features ``scalars`` [n, F]."""
-        return self.charge(scalars)
+    def charges(self, scalars: torch.Tensor, component: torch.Tensor | None = None) -> torch.Tensor:
+        """[n, channels] latent charges (e) of atoms with features ``scalars`` [n, F]; with ``neutral``, each
+        component's mean subtracted (``component`` [n], global over the batch)."""
+        q = self.charge(scalars)
+        if not self.neutral:
+            return q
+        if component is None:
+            raise ValueError("latent Ewald with neutral: true needs the covalent components (model.prepare)")
+        count = int(component.max()) + 1 if component.numel() else 0
+        n_c = torch.zeros(count, dtype=q.dtype, device=q.device).index_add_(0, component, torch.ones_like(q[:, 0]))
+        total = torch.zeros(count, q.shape[1], dtype=q.dtype, device=q.device).index_add(0, component, q)
+        return q - (total / n_c[:, None])[component]
 
     def forward(self, scalars: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
-                ptr: torch.Tensor) -> torch.Tensor:
+                ptr: torch.Tensor, component: torch.Tensor | None = None) -> torch.Tensor:
         """[n] long-range energy of each atom (eV), ``q_i . phi_i``, summing to the frame's energy.
 
-        ``positions`` [n, 3] Å, ``cell`` [B, 3, 3], ``pbc`` [B, 3] bool, ``ptr`` [B + 1] frame offsets.
+        ``positions`` [n, 3] Å, ``cell`` [B, 3, 3], ``pbc`` [B, 3] bool, ``ptr`` [B + 1] frame offsets,
+        ``component`` [n] covalent component of each atom (global over the batch; needed with ``neutral``).
         """
-        q = self.charges(scalars)
+        q = self.charges(scalars, component)
         out = []
         for b in range(cell.shape[0]):
             lo, hi = int(ptr[b]), int(ptr[b + 1])

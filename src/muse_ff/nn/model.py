@@ -77,7 +77,7 @@ class MuSEModel(nn.Module):
         lr = config.long_range
         self.long_range = None if lr is None else LatentEwald(
             self.backbone.out_features, smearing=lr.smearing, channels=lr.channels, hidden=lr.hidden,
-            wavelength=lr.wavelength)
+            wavelength=lr.wavelength, neutral=lr.neutral)
         ph = config.physical
         self.physical = None if ph is None else PhysicalLongRange(
             self.backbone.out_features, hidden=ph.hidden, electrostatics=ph.electrostatics,
@@ -112,8 +112,15 @@ class MuSEModel(nn.Module):
         return self.charge_embedding is not None or (self.physical is not None
                                                      and self.physical.charge_head is not None)
 
+    @property
+    def uses_components(self) -> bool:
+        """Whether the model reads the covalent components (levels, charges, neutral latent Ewald)."""
+        return (bool(len(self.levels)) or self.uses_charges
+                or (self.long_range is not None and self.long_range.neutral))
+
     def _prepared(self, graph: Graph) -> bool:
         return (len(graph.coarse) >= len(self.levels)
+                and (not self.uses_components or graph.component is not None)
                 and (not self.uses_charges or graph.charge_group is not None))
 
     def prepare(self, graph: Graph) -> Graph:
@@ -190,7 +197,8 @@ class MuSEModel(nn.Module):
         ref = self.reference
         node_energy = ref.atomic(sidx) + ref.scale * self.head(scalars[0]).double()
         if self.long_range is not None:
-            node_energy = node_energy + self.long_range(scalars[0], pos, cel, graph.pbc, graph.ptr).double()
+            node_energy = node_energy + self.long_range(scalars[0], pos, cel, graph.pbc, graph.ptr,
+                                                        graph.component).double()
         B = graph.num_frames
         extra = {}
         if self.physical is not None:
