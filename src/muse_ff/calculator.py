@@ -45,12 +45,18 @@ class MuSECalculator(Calculator):
     info_inputs = ("charge", "uhf")
 
     def __init__(self, model, device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE, **kwargs):
+        """``model``: a MuSE model or the path of a saved one. ``device``: where it runs (``cpu``, ``cuda``,
+        ``cuda:N``, ``mps``); one that is not a device name or not on this machine (``cuda`` without a GPU) is
+        a :class:`~muse_ff.devices.DeviceError` (a ``ValueError``) in one sentence, before the model is read."""
+        from muse_ff.devices import check_device
+
+        device = check_device(device, what="device=")
         super().__init__(**kwargs)
         if isinstance(model, (str,)) or hasattr(model, "__fspath__"):
             from muse_ff.io.serialization import load_model
 
             model = load_model(model)
-        self.device = torch.device(device)
+        self.device = device
         self.model = model.to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -29,26 +29,39 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def _named(what: str, value, quote: bool = False) -> str:
+    """``what`` with ``value``: ``--device cuda`` (``--device 'cuda'`` with ``quote``) for an option,
+    ``device='cuda'`` for a keyword (``what`` ending in ``=``)."""
+    if what.endswith("="):
+        return what + repr(str(value) if isinstance(value, (str, torch.device)) else value)
+    return f"{what} {value!r}" if quote else f"{what} {value}"
+
+
 def check_device(device: str | torch.device, what: str = "--device") -> torch.device:
     """``device`` as a ``torch.device``, or :class:`DeviceError` if it is not a device name, is a CUDA
-    device without CUDA (or beyond the GPUs there are), or is ``mps`` where MPS is not available."""
+    device without CUDA (or beyond the GPUs there are), or is ``mps`` where MPS is not available.
+
+    ``what`` names the setting in the message: an option (``--device``: "--device cuda asks for ...") or,
+    ending in ``=``, a keyword (``device=``: "device='cuda' asks for ...").
+    """
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise DeviceError(f"{what} {device!r} is not a device: use cpu, cuda, cuda:N or mps") from None
+        raise DeviceError(f"{_named(what, device, quote=True)} is not a device: use cpu, cuda, cuda:N or mps") from None
+    given, cpu = _named(what, device), _named(what, "cpu")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"{what} {device} asks for a CUDA GPU, but {_why_no_cuda()}: use {what} cpu")
+            raise DeviceError(f"{given} asks for a CUDA GPU, but {_why_no_cuda()}: use {cpu}")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise DeviceError(f"{what} {device} does not exist: PyTorch sees {count} CUDA GPU(s), "
+            raise DeviceError(f"{given} does not exist: PyTorch sees {count} CUDA GPU(s), "
                               f"cuda:0 to cuda:{count - 1}")
     elif dev.type == "mps":
         if not _mps_available():
-            raise DeviceError(f"{what} {device} asks for Apple's MPS, which this machine or PyTorch build does not "
-                              f"offer: use {what} cpu")
+            raise DeviceError(f"{given} asks for Apple's MPS, which this machine or PyTorch build does not "
+                              f"offer: use {cpu}")
     elif dev.type != "cpu":
-        raise DeviceError(f"{what} {device!r} is not supported here: use cpu, cuda, cuda:N or mps")
+        raise DeviceError(f"{_named(what, device, quote=True)} is not supported here: use cpu, cuda, cuda:N or mps")
     return dev
 
 
