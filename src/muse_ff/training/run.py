@@ -243,6 +243,44 @@ def _stdout_is_terminal() -> bool:
         return False
 
 
+def _strategy(strategy: str | None, devices: int | str, num_nodes: int) -> str:
+    """The Lightning strategy: as given, else ``ddp`` for more than one process and ``auto`` for one."""
+    if strategy is not None:
+        return strategy
+    world = (devices if isinstance(devices, int) else 1) * num_nodes
+    return "ddp" if world > 1 else "auto"
+
+
+class TrainerSettingsError(MuseError, ValueError):
+    """Lightning refuses the trainer settings (``strategy``, ``accelerator``, ``devices``, ``num_nodes``)."""
+
+
+def check_trainer_settings(accelerator: str = "auto", devices: int | str = 1, num_nodes: int = 1,
+                           strategy: str | None = None) -> None:
+    """:class:`TrainerSettingsError` (one sentence) when Lightning cannot build a ``Trainer`` with these
+    settings: an unknown ``strategy`` (``--strategy ddpp``), one the accelerator or this install cannot run
+    (``fsdp`` on the CPU, ``deepspeed`` without DeepSpeed), ``devices`` or ``num_nodes`` it does not take.
+
+    It builds a bare Trainer (nothing is read or written; Lightning's banners stay quiet), so :func:`train`
+    calls it before it reads the data or moves an earlier run aside with ``force``. A
+    :class:`~muse_ff.devices.DeviceError` comes first for a GPU that is not there (:func:`check_accelerator`).
+    """
+    L = _lightning()
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    check_accelerator(accelerator, devices)
+    chosen = _strategy(strategy, devices, num_nodes)
+    try:
+        with _quiet_lightning(False, accelerator):
+            L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=chosen, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, ImportError, RuntimeError) as err:
+        given = f"--strategy {chosen}" + ("" if strategy is not None else " (the default)")
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise TrainerSettingsError(f"Lightning cannot train with {given}, --accelerator {accelerator}, --devices "
+                                   f"{devices}, --num-nodes {num_nodes}: {why}") from None
+
+
 def make_trainer(cfg: TrainConfig, out: Path, *, has_valid: bool, devices: int | str, num_nodes: int,
                  accelerator: str, progress: bool, strategy: str | None, callbacks=()):
     """A Lightning ``Trainer`` configured from ``cfg.training`` (checkpoints, early stopping, loggers).
@@ -272,11 +310,8 @@ def make_trainer(cfg: TrainConfig, out: Path, *, has_valid: bool, devices: int |
             cbs.append(EarlyStopping(monitor="val_loss", patience=t.patience))
     if progress:
         cbs.append(CompactProgressBar(leave=False))
-    world = (devices if isinstance(devices, int) else 1) * num_nodes
-    if strategy is None:
-        strategy = "ddp" if world > 1 else "auto"
     return L.Trainer(max_epochs=t.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                     strategy=strategy, inference_mode=False, num_sanity_val_steps=0,
+                     strategy=_strategy(strategy, devices, num_nodes), inference_mode=False, num_sanity_val_steps=0,
                      gradient_clip_val=t.grad_clip, callbacks=cbs, logger=loggers or False,
                      enable_progress_bar=progress, enable_model_summary=False,
                      plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
@@ -459,14 +494,18 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
     RMSEs, as one row per epoch of ``logs/metrics.csv``; ``progress`` adds a one-line progress bar when
     stdout is a terminal. Lightning's banners and info messages are not printed (its warnings are).
     ``accelerator``/``devices`` asking for a GPU that is not there is a
-    :class:`~muse_ff.devices.DeviceError` before anything is read or written.
+    :class:`~muse_ff.devices.DeviceError`, and a ``strategy`` (or other trainer setting) Lightning refuses a
+    :class:`TrainerSettingsError`, both before anything is read, moved or written (with ``force`` the
+    earlier run stays where it is).
     """
     L = _lightning()
     cfg = parse_train_config(config)
     out = Path(cfg.training.output_dir)
     if resume and force:
         raise ValueError("--resume continues the run in the output folder and --force starts it over: give one")
-    check_accelerator(accelerator, devices)  # before anything is read, moved or written
+    # before anything is read, moved or written: the devices (DeviceError), then any other trainer setting
+    # Lightning would refuse (TrainerSettingsError), so that a --force run fails with the earlier run in place
+    check_trainer_settings(accelerator, devices, num_nodes, strategy)
     _check_world(cfg, (devices if isinstance(devices, int) else 1) * num_nodes)
     ckpt = _resume_path(out) if resume else None
     main = _is_main_process()  # DDP workers re-run this function after the main process has started writing
@@ -478,9 +517,6 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
     model, train_ds, valid_ds, splits, fit = prepare_data(cfg)
     if main:
         print(fit.describe(), flush=True)
-    if force and main:
-        _move_previous_run(out)
-    _write_config(cfg, model.config, out)
 
     from muse_ff.training.module import GraphDataModule, MuSEModule
 
@@ -489,9 +525,13 @@ def train(config: dict | TrainConfig, *, resume: bool = False, force: bool = Fal
     data = GraphDataModule(train_ds, valid_ds, t.batch_size, t.shuffle, t.seed, t.num_workers, model.dtype_)
     start = time.perf_counter()
     with _quiet_lightning(resume, accelerator):
+        # the real trainer too is built before an earlier run is moved aside (building it writes nothing)
         trainer = make_trainer(cfg, out, has_valid=valid_ds is not None, devices=devices, num_nodes=num_nodes,
                                accelerator=accelerator, progress=progress and _stdout_is_terminal(),
                                strategy=strategy, callbacks=callbacks)
+        if force and main:
+            _move_previous_run(out)
+        _write_config(cfg, model.config, out)
         trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)  # safe even with mace imported
     if not trainer.is_global_zero:
         return TrainResult(output_dir=out, model_path=None, is_main=False)
