@@ -258,6 +258,21 @@ class PhysicalConfig(StrictModel):
         return self
 
 
+class D3Config(StrictModel):
+    """``model.d3``: a fixed (not learned) D3(BJ) dispersion baseline with a DFT functional's standard
+    parameters (tad-dftd3: ``pip install 'muse-ff[d3]'``), added to the energy so that the model learns the
+    rest; free structures only. See :mod:`muse_ff.nn.d3`.
+
+    ``cutoff`` / ``cn_cutoff`` (Å): the two-body and coordination-number cutoffs (default tad-dftd3's 31.75 and
+    21.17 Å); ``three_body``: the Axilrod-Teller-Muto term (off, as in the parameter fits).
+    """
+
+    functional: str = "pbe0"
+    three_body: bool = False
+    cutoff: float | None = Field(None, gt=0)
+    cn_cutoff: float | None = Field(None, gt=0)
+
+
 class ModelConfig(StrictModel):
     """The ``model:`` section. ``species`` accepts symbols or atomic numbers (default: every element)."""
 
@@ -273,6 +288,7 @@ class ModelConfig(StrictModel):
     #: :mod:`muse_ff.nn.charges`
     charges: bool = False
     physical: PhysicalConfig | None = None
+    d3: D3Config | None = None
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

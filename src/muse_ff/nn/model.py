@@ -43,6 +43,7 @@ class MuSEModel(nn.Module):
     - ``charges``: [N] float64 atomic charges (e), with ``physical.electrostatics`` only; they sum to each
       charge group's total charge (:mod:`muse_ff.nn.charges`)
     - ``physical_energy``: [B] float64 energy of the physical long-range terms, with ``physical`` only
+    - ``dipole``: [B, 3] float64 ``sum_i q_i r_i`` (e Å, about the origin), with ``charges`` only
 
     With ``charges`` or ``physical`` the graph needs its charge groups and with ``levels`` its coarse
     topology: both come from :meth:`prepare` (``graph_from_atoms`` calls it).
@@ -84,6 +85,12 @@ class MuSEModel(nn.Module):
             dispersion=ph.dispersion, smearing=ph.smearing, coulomb_switch=ph.coulomb_switch,
             dispersion_switch=ph.dispersion_switch, ewald=EwaldSettings(**ph.ewald.model_dump()),
             c6_scale=ph.c6_scale, radius_offset=ph.radius_offset)
+        self.d3 = None
+        if config.d3 is not None:
+            from muse_ff.nn.d3 import D3Dispersion
+
+            self.d3 = D3Dispersion(config.d3.functional, config.d3.cutoff, three_body=config.d3.three_body,
+                                   cn_cutoff=config.d3.cn_cutoff)
         self.reference = AtomicReference(len(config.species))
         self.to(self.dtype_)
         self.reference.double()
@@ -201,6 +208,8 @@ class MuSEModel(nn.Module):
                                                         graph.component).double()
         B = graph.num_frames
         extra = {}
+        if self.d3 is not None:  # a fixed baseline, in the positions' dtype (float64 from the calculator)
+            node_energy = node_energy + self.d3(graph.species, pos, cel, graph.pbc, graph.ptr).double()
         if self.physical is not None:
             e_ph, charges = self.physical.energy_and_charges(scalars[0], pos, cel, graph.pbc, graph.ptr,
                                                              graph.species, graph.charge_group, graph.group_charge)
@@ -210,6 +219,10 @@ class MuSEModel(nn.Module):
                 0, graph.batch, e_ph)
             if charges is not None:
                 extra["charges"] = charges.double()
+                # [B, 3] sum_i q_i r_i about the origin (what the xTB teachers' dipole labels are; origin-free
+                # for neutral frames); meaningless for periodic frames, which the dipole loss skips
+                extra["dipole"] = torch.zeros(B, 3, dtype=torch.float64, device=pos.device).index_add_(
+                    0, graph.batch, charges.double()[:, None] * pos.double())
         levels_e = [torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(0, graph.batch, node_energy)]
         coarse_e = None  # coarse energies handed down to atoms through the assignments
         for k in range(len(self.levels) - 1, -1, -1):
