@@ -28,6 +28,11 @@ def test_backbone_given_by_name_or_dict_and_species_by_symbol():
     ({"levels": [{"cutof": 3}]}, r"model\.levels\.0\.cutof: unknown key"),
     ({"levels": [{"cutoff": 4.0}]}, r"levels\[0\]\.cutoff = 4.0 Å must grow"),
     ({"species": ["Xx"]}, r"unknown element 'Xx'"),
+    # backbone settings: checked when the config is read, before anything is built (issue #14)
+    ({"levels": [{"backbone": {"name": "painn", "features": 0}}]},
+     r"model\.levels\.0\.backbone: backbone hyper-parameter 'features': must be >= 1, got 0"),
+    ({"backbone": {"name": "so3krates", "features": 10}}, r"model\.backbone: so3krates backbone: features \(10\) "
+                                                          r"must be divisible by heads"),
 ])
 def test_bad_config_raises_naming_the_key(config, message):
     with pytest.raises(ConfigError, match=message):

@@ -5,8 +5,6 @@ Unknown or ill-typed keys are rejected with a message naming the key and what is
 
 from __future__ import annotations
 
-import inspect
-import math
 import typing
 from typing import Any, Literal
 
@@ -55,79 +53,45 @@ class StrictModel(BaseModel):
 
 
 
-def _backbone_hparams(name: str) -> dict[str, inspect.Parameter]:
-    """Hyper-parameters a backbone accepts (from its class signature), by name."""
-    from muse_ff.nn.backbones import backbone_class
-
-    params = inspect.signature(backbone_class(name).__init__).parameters
-    return {k: p for k, p in params.items() if k not in ("self", "in_features", "cutoff", "vector_in_features")}
+def _backbone_spec(name: str):
+    """The registry entry of a backbone (:class:`muse_ff.nn.backbones.BackboneSpec`)."""
+    return BACKBONES[name]
 
 
-def _annotation(param: inspect.Parameter) -> str:
-    """A hyper-parameter's annotation as text: ``"int"``, ``"float"``, ``"Sequence[int]"``, ...."""
-    a = param.annotation
-    return a if isinstance(a, str) else getattr(a, "__name__", str(a))
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and float(value).is_integer()
-
-
-def _check_hparam(name: str, param: inspect.Parameter, value: Any) -> Any:
-    """``value`` checked against the hyper-parameter's annotation and returned as the backbone takes it:
-    ``int``/``float`` finite numbers (``int`` ones whole, given as int), ``Sequence[int]`` a list of whole
-    numbers, ``str`` a string, ``bool`` a boolean. Other annotations are passed through unchecked."""
-    kind = _annotation(param)
-    where = f"backbone hyper-parameter {name!r}"
-    if kind in ("int", "float"):
-        try:
-            refuse_non_number(value)
-        except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
-        if not isinstance(value, (int, float)):
-            raise ValueError(f"{where}: Input should be a valid number, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: Input should be a finite number, got {value!r}")
-        if kind == "int":
-            if not float(value).is_integer():
-                raise ValueError(f"{where}: Input should be a whole number, got {value!r}")
-            return int(value)
-        return float(value)
-    if kind.startswith(("Sequence[int]", "list[int]", "tuple[int")):
-        if not isinstance(value, (list, tuple)) or not all(_whole(v) for v in value):
-            raise ValueError(f"{where}: Input should be a list of whole numbers, got {value!r}")
-        return [int(v) for v in value]
-    if kind == "str" and not isinstance(value, str):
-        raise ValueError(f"{where}: Input should be a string, got {value!r}")
-    if kind == "bool" and not isinstance(value, bool):
-        raise ValueError(f"{where}: Input should be true or false, got {value!r}")
-    return value
+def _backbone_hparams(name: str) -> dict:
+    """The settings a backbone takes (:class:`muse_ff.nn.backbones.Setting`: type, default, meaning), by name."""
+    return _backbone_spec(name).settings
 
 
 class BackboneConfig(StrictModel):
-    """A backbone by name with its hyper-parameters (``model.backbone``)."""
+    """A backbone by name with its hyper-parameters (``model.backbone``).
+
+    The keys besides ``name`` are the backbone's settings (:data:`muse_ff.nn.backbones.BACKBONES`, the one
+    map of backbones; table in docs/BACKBONES.md): each is checked for its type and allowed values, and the
+    backbone's rules over several settings (e.g. SO3krates' ``features`` divisible by ``heads``) with the
+    defaults filled in, here, before any model is built. Only the keys given are stored (saved models and
+    ``config.yaml`` keep them as written); the defaults are the constructors'.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = "painn"
 
     @model_validator(mode="after")
     def _check(self) -> "BackboneConfig":
-        if self.name not in BACKBONES:
+        if not isinstance(self.name, str) or self.name not in BACKBONES:
             raise ValueError(f"unknown backbone {self.name!r}; allowed: {sorted(BACKBONES)}")
-        allowed = _backbone_hparams(self.name)
-        for key, value in (self.model_extra or {}).items():
-            if key not in allowed:
-                raise ValueError(f"unknown hyper-parameter {key!r} for backbone {self.name!r}; "
-                                 f"allowed: {sorted(allowed)}")
-            _check_hparam(key, allowed[key], value)
+        _backbone_spec(self.name).check(self.model_extra or {})
         return self
 
     @property
     def hparams(self) -> dict[str, Any]:
-        """The hyper-parameters as the backbone takes them (``features: 16.0`` as 16, lists as lists)."""
-        allowed = _backbone_hparams(self.name)
-        return {k: _check_hparam(k, allowed[k], v) for k, v in (self.model_extra or {}).items()}
+        """The hyper-parameters given, as the backbone takes them (``features: 16.0`` as 16, lists as lists)."""
+        return _backbone_spec(self.name).check(self.model_extra or {})
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Every setting of the backbone: the given ones over the defaults."""
+        return _backbone_spec(self.name).defaults() | self.hparams
 
 
 def _as_backbone(v: Any) -> Any:

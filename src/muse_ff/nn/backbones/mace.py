@@ -82,22 +82,12 @@ def _hidden_irreps(o3, channels: int, max_L: int):
 class MACE(Backbone):
     """MACE backbone from mace-torch blocks (``model.backbone: {name: mace, ...}``).
 
-    Hyper-parameters (names as in mace-torch's ``mace_run_train``):
-        num_channels: channels per irrep (default 32).
-        max_L: highest l of the hidden features (0: invariant MACE, 1: + vectors (default), 2: + l = 2).
-        max_ell: highest l of the edge spherical harmonics (default 3).
-        correlation: body order of the symmetric contraction (default 3).
-        num_interactions: message-passing layers (default 2).
-        num_radial_basis: Bessel functions (default 8).
-        num_cutoff_basis: ``p`` of mace's PolynomialCutoff (default 5; C2 at the cutoff for every p).
-        radial_mlp: hidden widths of the radial MLP (default [64, 64, 64]).
-        avg_num_neighbors: messages are divided by it (default 10; fixed, not fitted to data, so energies
-            stay extensive).
-        interaction: mace interaction class for layers after the first (default
-            ``RealAgnosticResidualInteractionBlock``); ``interaction_first`` likewise for the first.
-        vector_output: return the last layer's 1o channels as ``vectors`` (needs max_L >= 1; default True).
-            With False the last layer keeps only scalars, as in MACE itself.
-        cutoff: radius (Å), set per level by the MuSE model.
+    Settings (``model.backbone``, names as in mace-torch's ``mace_run_train``): ``num_channels``, ``max_L``,
+    ``max_ell``, ``correlation``, ``num_interactions``, ``num_radial_basis``, ``num_cutoff_basis``,
+    ``radial_mlp``, ``avg_num_neighbors``, ``interaction``, ``interaction_first``, ``vector_output``; their
+    types, defaults (this constructor's), allowed values and meanings are ``BACKBONES["mace"].settings``
+    (:mod:`muse_ff.nn.backbones`), tabled in docs/BACKBONES.md. ``cutoff`` (Å) is set per level by the MuSE
+    model.
     """
 
     def __init__(self, in_features: int, cutoff: float = 5.0, num_channels: int = 32, max_L: int = 1,

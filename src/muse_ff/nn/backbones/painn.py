@@ -63,9 +63,9 @@ class PaiNNUpdate(nn.Module):
 class PaiNN(Backbone):
     """PaiNN backbone.
 
-    Hyper-parameters (``model.backbone`` config): ``features`` (width F, default 64), ``layers``
-    (message passing steps, default 3), ``num_basis`` (Bessel functions, default 16), ``cutoff`` (Å,
-    default 5.0; set per level by the MuSE model).
+    Settings (``model.backbone``): ``features``, ``layers``, ``num_basis``; their types, defaults (this
+    constructor's) and meanings are ``BACKBONES["painn"].settings`` (:mod:`muse_ff.nn.backbones`), tabled in
+    docs/BACKBONES.md. ``cutoff`` (Å) is set per level by the MuSE model.
     """
 
     def __init__(self, in_features: int, cutoff: float = 5.0, features: int = 64, layers: int = 3,

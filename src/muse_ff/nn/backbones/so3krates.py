@@ -148,17 +148,11 @@ class SO3kratesLayer(nn.Module):
 class SO3krates(Backbone):
     """SO3krates backbone.
 
-    Hyper-parameters (``model.backbone`` config), defaults as published (Frank et al. 2024: F = 132, 4 heads,
-    degrees 1-3, 3 layers, 5 Å cutoff):
-
-    - ``features`` (F, default 132): invariant width; must be divisible by ``heads`` and by ``len(degrees)``.
-    - ``heads`` (default 4): attention heads of the invariant update (the Euclidean update has one per degree).
-    - ``degrees`` (default [1, 2, 3]): degrees of the Euclidean variables, distinct, in 1..11 (e3nn's harmonics; the
-      reference code's default is [1, 2, 3, 4]).
-    - ``layers`` (default 3): attention + exchange layers.
-    - ``num_basis`` (default 16): Bessel radial functions (the reference uses 16 Bernstein polynomials).
-    - ``residual_mlp`` (default True): the two per-layer residual MLPs on x (as in the reference code).
-    - ``cutoff`` (Å, default 5.0; set per level by the MuSE model).
+    Settings (``model.backbone``), defaults as published (Frank et al. 2024: F = 132, 4 heads, degrees 1-3,
+    3 layers, 5 Å cutoff): ``features``, ``heads``, ``degrees``, ``layers``, ``num_basis``, ``residual_mlp``;
+    their types, defaults (this constructor's), allowed values and meanings are
+    ``BACKBONES["so3krates"].settings`` (:mod:`muse_ff.nn.backbones`), tabled in docs/BACKBONES.md.
+    ``cutoff`` (Å) is set per level by the MuSE model.
 
     Output: ``scalars`` = x [n, F]; ``vectors`` = the l = 1 Euclidean variables as one Cartesian vector
     [n, 3, 1] (``vector_features`` = 1; 0 when 1 is not among ``degrees``). Pooled input vectors
