@@ -5,10 +5,13 @@ Contestants, all PaiNN (the demo's backbone and training settings, ``muse_ff.tra
 with ``--seeds`` seeds (model initialisation and data order):
 
 - ``PaiNN``, ``MuSE(PaiNN)`` and ``PaiNN+LES``: the demo's three models;
+- ``PaiNN+D3`` (the fixed PBE0-D3(BJ) baseline, tad-dftd3, a user's usual fix) and ``PaiNN+LES(neutral)`` (latent
+  charges neutral per molecule, a deviation from LES);
 - ``PaiNN+phys`` and ``MuSE(PaiNN)+phys``: the same with ``model.physical`` (charges conserved per molecule,
   Coulomb and BJ-damped C6 dispersion with no cutoff) and ``model.charges``;
 - ``...+phys+Eint``: the same, also trained on the frames' interaction energies (``training.loss.interaction``
-  = 100 on eV, next to the demo's 100 on the energy per atom).
+  = 100 on eV, next to the demo's 100 on the energy per atom);
+- ``...+phys+Eint+mu``: and on the teacher's dipole moments (``training.loss.dipole`` = 10 on e Å).
 
 Held-out scans: rigid GFN2-xTB interaction-energy curves E(AB) - E(A) - E(B) of pairs that are in no
 training frame (``--pairs``; default acetonitrile+water, whose molecules are seen but never together, and
@@ -40,11 +43,17 @@ from muse_ff.training.demo import BACKBONE, DEMO_MODELS, demo_config, demo_data
 PHYSICAL = {"physical": {}, "charges": True}
 MODELS: dict[str, dict] = {
     **DEMO_MODELS,
+    "PaiNN+D3": {**DEMO_MODELS["PaiNN"], "d3": {"functional": "pbe0"}},
+    "PaiNN+LES(neutral)": {**DEMO_MODELS["PaiNN"], "long_range": {"kind": "latent-ewald", "neutral": True}},
     "PaiNN+phys": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
     "MuSE(PaiNN)+phys": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
     "PaiNN+phys+Eint": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
     "MuSE(PaiNN)+phys+Eint": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
+    "PaiNN+phys+Eint+mu": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
+    "MuSE(PaiNN)+phys+Eint+mu": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
 }
+#: models trained on the teacher's dipole moments as well (REF_dipole, e Å)
+DIPOLE_WEIGHT = 10.0
 #: models trained with the interaction-energy loss term as well (data.interaction_key: interaction_energy)
 INTERACTION_WEIGHT = 100.0
 PAIRS = ("acetonitrile+water", "methanol+water", "methanol+acetonitrile")
@@ -123,9 +132,11 @@ def train_one(name: str, seed: int, out: Path, epochs: int | None) -> Path:
         return folder / "model.pt"
     cfg = demo_config(MODELS[name], demo_data(), folder, epochs)
     cfg["training"]["seed"] = seed
-    if name.endswith("+Eint"):
+    if "+Eint" in name:
         cfg["data"]["interaction_key"] = "interaction_energy"
         cfg["training"]["loss"] = {**cfg["training"]["loss"], "interaction": INTERACTION_WEIGHT}
+    if name.endswith("+mu"):
+        cfg["training"]["loss"] = {**cfg["training"]["loss"], "dipole": DIPOLE_WEIGHT}
     return train(cfg, force=True, progress=False).model_path
 
 
