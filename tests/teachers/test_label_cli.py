@@ -34,6 +34,8 @@ def test_label_command_matches_a_direct_teacher_call(tmp_path):
         assert labelled.info["REF_energy"] == pytest.approx(direct.energy, abs=1e-9)
         np.testing.assert_allclose(labelled.arrays["REF_forces"], direct.forces, atol=1e-7)
         assert labelled.info["teacher"] == "gfn2-xtb"
+        if not atoms.pbc.any():
+            np.testing.assert_allclose(labelled.info["REF_dipole"], direct.dipole, atol=1e-7)
 
 
 def test_failed_frame_is_reported_by_index_and_exit_is_nonzero(tmp_path, capsys):

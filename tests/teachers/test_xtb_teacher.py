@@ -85,3 +85,20 @@ def test_provenance_records_results_settings_but_not_threads():
     prov = get_teacher("gfn1-xtb", threads=1, accuracy=0.5).provenance()
     assert prov["teacher"] == "gfn1-xtb" and prov["teacher_version"].startswith("tblite ")
     assert '"accuracy": 0.5' in prov["teacher_settings"] and "threads" not in prov["teacher_settings"]
+
+
+def test_dipole_is_tblites_total_dipole_in_e_angstrom_and_follows_a_charged_frame():
+    from ase.units import Bohr
+    from tblite.interface import Calculator
+
+    atoms = _water_dimer()
+    label = get_teacher("gfn2-xtb").label(atoms)
+    calc = Calculator("GFN2-xTB", atoms.numbers, atoms.positions / Bohr)
+    calc.set("verbosity", 0)
+    np.testing.assert_allclose(label.dipole, np.asarray(calc.singlepoint().get("dipole")) * Bohr, atol=1e-6)
+    assert 0.3 < np.linalg.norm(get_teacher("gfn2-xtb").label(molecule("H2O")).dipole) < 0.6  # ~2 D
+    moved = atoms.copy()
+    moved.positions += 5.0  # a neutral frame's dipole does not depend on the origin
+    np.testing.assert_allclose(get_teacher("gfn2-xtb").label(moved).dipole, label.dipole, atol=1e-6)
+    periodic = bulk("Si", "diamond", a=5.43)
+    assert get_teacher("gfn1-xtb").label(periodic).dipole is None

@@ -81,3 +81,35 @@ def test_interaction_weight_needs_the_key():
 
     with pytest.raises((ConfigError, ValueError), match="interaction_key"):
         parse_train_config({"data": {"train": "x.extxyz"}, "training": {"loss": {"interaction": 1.0}}})
+
+
+def _with_dipoles(frames):
+    """A point-charge 'teacher' dipole: O -0.8, H +0.4 (e), about the origin."""
+    for a in frames:
+        q = np.where(a.numbers == 8, -0.8, 0.4)
+        a.info["REF_dipole"] = q @ a.positions
+    return frames
+
+
+def test_dipole_loss_trains_the_charges(tmp_path, make_config, make_dimers):
+    """``training.loss.dipole``: the validation dipole error of the learned charges falls during training,
+    and the term is the squared error of sum_i q_i r_i."""
+    frames = _with_dipoles(make_dimers(15))
+    write(tmp_path / "d.extxyz", frames)
+    maes = {}
+    for weight in (0.0, 10.0):
+        cfg = make_config(tmp_path / "d.extxyz", tmp_path / f"run{weight}", epochs=4)
+        cfg["model"]["physical"] = {"dispersion": False}
+        cfg["training"]["loss"] = {"energy": 10.0, "forces": 1.0, "dipole": weight}
+        train(cfg, progress=False)
+        rows = list(csv.DictReader(open(tmp_path / f"run{weight}" / "logs" / "metrics.csv")))
+        maes[weight] = [float(r["val_dipole_mae"]) for r in rows]
+    assert maes[10.0][-1] < 0.5 * maes[10.0][0]
+    assert maes[10.0][-1] < maes[0.0][-1]
+
+
+def test_dipole_weight_needs_learned_charges():
+    from muse_ff.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="learned charges"):
+        parse_train_config({"data": {"train": "x.extxyz"}, "training": {"loss": {"dipole": 1.0}}})

@@ -28,6 +28,8 @@ class LabelKeys:
     energy: str = "REF_energy"
     forces: str = "REF_forces"
     stress: str = "REF_stress"
+    #: dipole moment label (e Å, 3 numbers; free structures)
+    dipole: str = "REF_dipole"
     #: interaction-energy label (training only, see :class:`muse_ff.training.data.GraphDataset`)
     interaction: str | None = None
 
@@ -101,7 +103,7 @@ def _labels(atoms: Atoms, keys: LabelKeys, index: int | None = None) -> dict[str
     under ``keys``; a label of the wrong type or shape raises :class:`StructureError` naming the key, the
     expected shape and the frame (``index``)."""
     where = "" if index is None else f" of structure {index}"
-    out: dict[str, np.ndarray | None] = {"energy": None, "forces": None, "stress": None}
+    out: dict[str, np.ndarray | None] = {"energy": None, "forces": None, "stress": None, "dipole": None}
     n = len(atoms)
     if keys.energy in atoms.info:
         out["energy"] = _label_array(atoms.info[keys.energy], keys.energy, where, "one number (eV)",
@@ -116,6 +118,9 @@ def _labels(atoms: Atoms, keys: LabelKeys, index: int | None = None) -> dict[str
             xx, yy, zz, yz, xz, xy = s
             s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
         out["stress"] = s.reshape(3, 3)
+    if keys.dipole in atoms.info:
+        out["dipole"] = _label_array(atoms.info[keys.dipole], keys.dipole, where, "3 numbers (e Å)",
+                                     lambda a: a.size == 3).reshape(3)
     return out
 
 
@@ -212,6 +217,7 @@ def frame_graph(
         energy=None if labels.get("energy") is None else as_t(labels["energy"]).reshape(1),
         forces=as_t(labels.get("forces")),
         stress=None if labels.get("stress") is None else as_t(labels["stress"]).unsqueeze(0),
+        dipole=None if labels.get("dipole") is None else as_t(labels["dipole"]).unsqueeze(0),
         charge=torch.tensor([charge], dtype=torch.float64),
         spin=torch.tensor([spin], dtype=torch.float64),
         atom_charge=as_t(formal),
@@ -282,6 +288,7 @@ def collate(graphs: Sequence[Graph]) -> Graph:
         energy=_cat_label(graphs, "energy", lambda g: (g.num_frames,)),
         forces=_cat_label(graphs, "forces", lambda g: (g.num_atoms, 3)),
         stress=_cat_label(graphs, "stress", lambda g: (g.num_frames, 3, 3)),
+        dipole=_cat_label(graphs, "dipole", lambda g: (g.num_frames, 3)),
         charge=per_frame("charge"),
         spin=per_frame("spin"),
         atom_charge=atom_charge,

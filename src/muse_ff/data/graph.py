@@ -17,6 +17,7 @@ field              shape        dtype    meaning (unit)
 ``energy``         [B]          float64  label: total energy (eV), optional
 ``forces``         [N, 3]       float    label: forces (eV/Å), optional
 ``stress``         [B, 3, 3]    float    label: stress (eV/Å^3, ASE sign convention), optional
+``dipole``         [B, 3]       float    label: dipole moment (e Å, free frames), optional
 ``charge``         [B]          float64  input: total charge of each frame (e), ``info['charge']``
 ``spin``           [B]          float64  input: unpaired electrons of each frame, ``info['uhf']``
 ``atom_charge``    [N]          float64  input: formal charges (e, ASE ``initial_charges``), optional
@@ -91,7 +92,7 @@ class LevelTopology:
 _FLOAT64 = ("energy", "charge", "spin", "atom_charge", "group_charge")
 
 #: names of optional label fields
-LABEL_FIELDS = ("energy", "forces", "stress")
+LABEL_FIELDS = ("energy", "forces", "stress", "dipole")
 
 
 @dataclass
@@ -110,6 +111,7 @@ class Graph:
     energy: torch.Tensor | None = None
     forces: torch.Tensor | None = None
     stress: torch.Tensor | None = None
+    dipole: torch.Tensor | None = None
     charge: torch.Tensor | None = None
     spin: torch.Tensor | None = None
     atom_charge: torch.Tensor | None = None
@@ -169,7 +171,8 @@ class Graph:
                      ptr=torch.tensor([0, sl.stop - sl.start], device=self.ptr.device),
                      edge_index=self.edge_index[:, mask] - sl.start, shifts=self.shifts[mask],
                      cutoff=self.cutoff, energy=opt(self.energy, slice(b, b + 1)), forces=opt(self.forces, sl),
-                     stress=opt(self.stress, slice(b, b + 1)), charge=opt(self.charge, slice(b, b + 1)),
+                     stress=opt(self.stress, slice(b, b + 1)), dipole=opt(self.dipole, slice(b, b + 1)),
+                     charge=opt(self.charge, slice(b, b + 1)),
                      spin=opt(self.spin, slice(b, b + 1)), atom_charge=opt(self.atom_charge, sl))
 
     def frame_slice(self, b: int) -> slice:

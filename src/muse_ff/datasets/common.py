@@ -104,6 +104,8 @@ def write_card(path: Path, *, title: str, what: str, command: str, provenance: d
     settings = json.loads(provenance.get("teacher_settings", "{}"))
     failed = (f"{len(failures)} frame(s) could not be labelled and are left out: "
               + "; ".join(f"{i}: {m}" for i, m in failures[:10]) if failures else "none")
+    dipole = (", `REF_dipole` (e Å, the teacher's dipole moment about the origin)"
+              if frames and all("REF_dipole" in a.info for a in frames) else "")
     text = f"""# {title}
 
 {what}
@@ -117,7 +119,7 @@ def write_card(path: Path, *, title: str, what: str, command: str, provenance: d
 
 ## Contents
 {summarise(frames, tags)}
-- labels: `REF_energy` (eV, total energy), `REF_forces` (eV/Å); provenance keys `teacher`,
+- labels: `REF_energy` (eV, total energy), `REF_forces` (eV/Å){dipole}; provenance keys `teacher`,
   `teacher_version`, `teacher_settings` and a unique `frame_id` in every frame's info
 {extra}
 ## License

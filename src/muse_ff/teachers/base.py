@@ -56,11 +56,13 @@ def file_sha256(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Label:
-    """One structure's labels. ``forces``: [N, 3] eV/Å; ``stress``: [3, 3] eV/Å^3 or ``None``."""
+    """One structure's labels. ``forces``: [N, 3] eV/Å; ``stress``: [3, 3] eV/Å^3 or ``None``; ``dipole``: [3]
+    e Å (free structures, teachers that give it) or ``None``."""
 
     energy: float
     forces: np.ndarray
     stress: np.ndarray | None = None
+    dipole: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         forces = np.asarray(self.forces, dtype=np.float64)
@@ -70,7 +72,10 @@ class Label:
         object.__setattr__(self, "energy", float(self.energy))
         if self.stress is not None:
             object.__setattr__(self, "stress", np.asarray(self.stress, dtype=np.float64).reshape(3, 3))
-        bad = [k for k, v in (("energy", self.energy), ("forces", forces), ("stress", self.stress))
+        if self.dipole is not None:
+            object.__setattr__(self, "dipole", np.asarray(self.dipole, dtype=np.float64).reshape(3))
+        bad = [k for k, v in (("energy", self.energy), ("forces", forces), ("stress", self.stress),
+                              ("dipole", self.dipole))
                if v is not None and not np.isfinite(v).all()]
         if bad:
             raise TeacherError(f"teacher returned non-finite {', '.join(bad)}")

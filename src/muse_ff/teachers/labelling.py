@@ -108,7 +108,8 @@ def _read_journal(path: Path, header: dict[str, Any]) -> dict[int, Label]:
     for rec in lines[1:]:
         if "error" not in rec:
             stress = None if rec.get("stress") is None else np.asarray(rec["stress"])
-            done[rec["index"]] = Label(rec["energy"], np.asarray(rec["forces"]), stress)
+            dipole = None if rec.get("dipole") is None else np.asarray(rec["dipole"])
+            done[rec["index"]] = Label(rec["energy"], np.asarray(rec["forces"]), stress, dipole)
     return done
 
 
@@ -168,7 +169,9 @@ def _record(index: int, outcome: Label | str) -> dict[str, Any]:
     if isinstance(outcome, str):
         return {"index": index, "error": outcome}
     stress = None if outcome.stress is None else outcome.stress.tolist()
-    return {"index": index, "energy": outcome.energy, "forces": outcome.forces.tolist(), "stress": stress}
+    dipole = None if outcome.dipole is None else outcome.dipole.tolist()
+    return {"index": index, "energy": outcome.energy, "forces": outcome.forces.tolist(), "stress": stress,
+            "dipole": dipole}
 
 
 # ------------------------------------------------------------------------------------ reuse of OUT
@@ -197,9 +200,10 @@ def _reuse_output(out_path: Path, frames: Sequence[Atoms], provenance: dict[str,
                 or not np.allclose(a.positions, src.positions, atol=1e-6)):
             foreign.append((n, f"another structure than input frame {int(k)}"))
             continue
-        stress = a.info.get(keys.stress)
+        stress, dipole = a.info.get(keys.stress), a.info.get(keys.dipole)
         done[int(k)] = Label(a.info[keys.energy], a.arrays[keys.forces],
-                             None if stress is None else np.asarray(stress).reshape(3, 3))
+                             None if stress is None else np.asarray(stress).reshape(3, 3),
+                             None if dipole is None else np.asarray(dipole).reshape(3))
     if foreign and not overwrite:
         n, why = foreign[0]
         raise TeacherError(f"{out_path} exists and {len(foreign)} of its frames would be replaced (frame {n}: {why}); "
@@ -323,6 +327,8 @@ def _labelled_atoms(atoms: Atoms, index: int, label: Label, provenance: dict[str
     out.arrays[keys.forces] = label.forces
     if label.stress is not None:
         out.info[keys.stress] = label.stress.reshape(9)
+    if label.dipole is not None:
+        out.info[keys.dipole] = label.dipole.reshape(3)
     return out
 
 

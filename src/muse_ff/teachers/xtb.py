@@ -87,7 +87,8 @@ class XTBTeacher(Teacher):
         return calc
 
     def label(self, atoms: Atoms) -> Label:
-        """Energy (eV), forces (eV/Å) and stress (eV/Å^3, fully periodic cells) of ``atoms``."""
+        """Energy (eV), forces (eV/Å), stress (eV/Å^3, fully periodic cells) and dipole moment (e Å, about the
+        origin, free structures) of ``atoms``."""
         if len(atoms) == 0:
             raise TeacherError("cannot label an empty structure")
         try:
@@ -96,10 +97,12 @@ class XTBTeacher(Teacher):
             raise TeacherError(f"{self.name} failed: {str(err).strip()}") from err
         energy = float(result.get("energy")) * Hartree
         forces = -np.asarray(result.get("gradient"), dtype=np.float64) * (Hartree / Bohr)
-        stress = None
+        stress = dipole = None
         if np.asarray(atoms.pbc, dtype=bool).all():
             stress = np.asarray(result.get("virial"), dtype=np.float64) * Hartree / atoms.get_volume()
-        return Label(energy=energy, forces=forces, stress=stress)
+        if not np.asarray(atoms.pbc, dtype=bool).any():  # total dipole (charges + atomic dipoles) about the origin
+            dipole = np.asarray(result.get("dipole"), dtype=np.float64) * Bohr
+        return Label(energy=energy, forces=forces, stress=stress, dipole=dipole)
 
 
 class GFN1Teacher(XTBTeacher):

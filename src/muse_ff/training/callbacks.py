@@ -53,7 +53,7 @@ class StopAfterEpoch(L.Callback):
 
 #: validation quantities in the order they are logged and printed, with their units
 _VAL_UNITS = (("energy", "E", "meV/atom"), ("forces", "F", "meV/Å"), ("stress", "S", "meV/Å³"),
-              ("interaction", "Eint", "meV"))
+              ("interaction", "Eint", "meV"), ("dipole", "mu", "me·Å"))
 
 
 def _fmt(value: float | None, spec: str = ".4g") -> str:

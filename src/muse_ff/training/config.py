@@ -70,6 +70,8 @@ class DataConfig(_Strict):
             key ``split_key`` (values ``train``/``valid``/``test``) when set, else at random with
             ``valid_fraction`` / ``test_fraction`` and ``split_seed``.
         energy_key, forces_key, stress_key: label names (mace-style ``REF_*`` defaults).
+        dipole_key: info key of the dipole-moment label (e Å, 3 numbers; default ``REF_dipole``), trained
+            with ``training.loss.dipole``.
         interaction_key: info key of an interaction (or binding) energy label (eV), ``E(frame) - sum over
             its covalent components E(component alone)`` at the frame's geometry (the datasets'
             ``interaction_energy`` and ``binding_energy``); trained with ``training.loss.interaction``. Each
@@ -125,6 +127,7 @@ class DataConfig(_Strict):
     forces_key: str = "REF_forces"
     stress_key: str = "REF_stress"
     interaction_key: str | None = None
+    dipole_key: str = "REF_dipole"
     missing_labels: Literal["error", "energy_only"] = "error"
     config_type_key: str = "config_type"
     E0s: Literal["auto", "isolated", "fit", "average"] | dict[str, float] = "auto"
@@ -177,6 +180,10 @@ class LossWeights(_Strict):
         interaction: weight of the MSE of interaction energies (eV, per labelled frame; ``data.interaction_key``,
             needed when this is positive), default 0. They are meV-sized next to eV totals and decide the
             long-range tails: weigh them like the energy per atom (e.g. 10-100).
+        dipole: weight of the MSE of the dipole components (e Å; label ``data.dipole_key``, default
+            ``REF_dipole``, which ``muse label`` writes for free structures with the xTB teachers) against
+            ``sum_i q_i r_i`` of the learned charges; needs ``model.physical`` with electrostatics. Default 0.
+            The charges are otherwise fixed by energies alone, which leaves them poorly determined.
         config_type_weights: ``{config_type: weight}`` (>= 0; types not named weigh 1; frames without a
             type are ``Default``, see ``data.config_type_key``). Each frame's squared errors (its energy,
             each of its force components, its stress components) are multiplied by its weight before the
@@ -190,6 +197,7 @@ class LossWeights(_Strict):
     forces: float = Field(1.0, ge=0)
     stress: float = Field(1.0, ge=0)
     interaction: float = Field(0.0, ge=0)
+    dipole: float = Field(0.0, ge=0)
     config_type_weights: dict[str, float] = {}
 
     @field_validator("config_type_weights", mode="before")
@@ -286,6 +294,9 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _interaction(self) -> "TrainConfig":
+        if self.training.loss.dipole > 0 and (self.model.physical is None or not self.model.physical.electrostatics):
+            raise ValueError("training.loss.dipole is positive but the model has no learned charges: add "
+                             "model.physical (with electrostatics)")
         if self.training.loss.interaction > 0 and self.data.interaction_key is None:
             raise ValueError("training.loss.interaction is positive but data.interaction_key is not set: name "
                              "the info key of the interaction energies (e.g. interaction_energy)")

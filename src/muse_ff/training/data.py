@@ -179,7 +179,7 @@ def frame_weights(frames: Sequence[Atoms], key: str, weights: Mapping[str, float
 
 def label_keys(config: DataConfig) -> LabelKeys:
     return LabelKeys(energy=config.energy_key, forces=config.forces_key, stress=config.stress_key,
-                     interaction=config.interaction_key)
+                     dipole=config.dipole_key, interaction=config.interaction_key)
 
 
 class LabelWarning(UserWarning):

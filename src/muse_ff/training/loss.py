@@ -1,7 +1,8 @@
 """Training loss and running error statistics.
 
 The loss is a weighted sum of mean squared errors of energy per atom (eV/atom), force components (eV/Å),
-stress components (eV/Å^3) and interaction energies (eV per labelled frame), see :class:`~muse_ff.training.config.LossWeights`. Missing labels (NaN
+stress components (eV/Å^3), interaction energies (eV per labelled frame) and dipole components (e Å,
+free frames of models with learned charges), see :class:`~muse_ff.training.config.LossWeights`. Missing labels (NaN
 after batching, see :func:`muse_ff.data.collate`) are masked out, and so are stress labels of frames that are
 not periodic in all three directions. Per-frame weights (``config_type_weights``) multiply each frame's
 squared errors; the means still divide by the number of labelled entries (mace's convention).
@@ -15,7 +16,7 @@ from muse_ff.data.graph import Graph
 from muse_ff.training.config import LossWeights
 
 #: quantities tracked by :class:`ErrorSums` (name -> unit factor to meV)
-QUANTITIES = ("energy", "forces", "stress", "interaction")
+QUANTITIES = ("energy", "forces", "stress", "interaction", "dipole")
 
 
 def _masked_sq(pred: torch.Tensor, ref: torch.Tensor,
@@ -47,6 +48,11 @@ def residuals(out: dict[str, torch.Tensor], batch: Graph) -> dict[str, tuple[tor
         if not bool(periodic.all()):
             ref = torch.where(periodic[:, None, None], ref, torch.full_like(ref, float("nan")))
         pairs["stress"] = (out["stress"], ref)
+    if batch.dipole is not None and "dipole" in out:  # free frames only: a periodic cell has no dipole moment
+        free = ~batch.pbc.any(dim=1)
+        ref = batch.dipole if bool(free.all()) else torch.where(free[:, None], batch.dipole,
+                                                                 torch.full_like(batch.dipole, float("nan")))
+        pairs["dipole"] = (out["dipole"], ref)
     if "interaction" in out:  # [B] predicted and reference (NaN: no label) interaction energies, eV
         pairs["interaction"] = (out["interaction"], out["interaction_ref"])
     return pairs
@@ -60,6 +66,8 @@ def entry_weights(name: str, batch: Graph, frame_weight: torch.Tensor | None) ->
     w = frame_weight.to(device=batch.positions.device, dtype=torch.float64)
     if name in ("energy", "interaction"):
         return w
+    if name == "dipole":
+        return w[:, None]
     if name == "forces":
         return w[batch.batch].unsqueeze(-1)
     return w[:, None, None]
@@ -89,7 +97,7 @@ class ErrorSums:
     """Running sums of absolute and squared errors per quantity, reducible across processes."""
 
     def __init__(self, device=None):
-        # rows: energy, forces, stress, interaction; columns: sum |e|, sum e^2, count, sum w e^2 (frame-weighted)
+        # rows: energy, forces, stress, interaction, dipole; columns: sum |e|, sum e^2, count, sum w e^2 (frame-weighted)
         self.sums = torch.zeros(len(QUANTITIES), 4, dtype=torch.float64, device=device)
 
     def update(self, out: dict[str, torch.Tensor], batch: Graph, frame_weight: torch.Tensor | None = None) -> None:
@@ -110,7 +118,7 @@ class ErrorSums:
         return row[3] / row[2].clamp(min=1)
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        """MAE and RMSE in meV/atom (energy), meV/Å (forces), meV/Å^3 (stress), meV (interaction) for
+        """MAE and RMSE in meV/atom (energy), meV/Å (forces), meV/Å^3 (stress), meV (interaction), me Å (dipole) for
         quantities seen."""
         out = {}
         for row, name in enumerate(QUANTITIES):
