@@ -271,16 +271,16 @@ def test_bad_configuration_values_are_config_errors(config, message):
 
 
 @pytest.mark.parametrize("backbone, message", [
-    ({"name": "painn", "features": 0}, "PaiNN backbone: features must be >= 1, got 0"),
-    ({"name": "painn", "layers": 0}, "PaiNN backbone: layers must be >= 1, got 0"),
-    ({"name": "painn", "num_basis": -1}, "PaiNN backbone: num_basis must be >= 1, got -1"),
-    ({"name": "so3krates", "heads": 0}, "SO3krates backbone: heads must be >= 1, got 0"),
-    ({"name": "so3krates", "features": 0, "heads": 1}, "SO3krates backbone: features must be >= 1, got 0"),
-    ({"name": "so3krates", "layers": 0}, "SO3krates backbone: layers must be >= 1, got 0"),
+    ({"name": "painn", "features": 0}, "'features': must be >= 1, got 0"),
+    ({"name": "painn", "layers": 0}, "'layers': must be >= 1, got 0"),
+    ({"name": "painn", "num_basis": -1}, "'num_basis': must be >= 1, got -1"),
+    ({"name": "so3krates", "heads": 0}, "'heads': must be >= 1, got 0"),
+    ({"name": "so3krates", "features": 0, "heads": 1}, "'features': must be >= 1, got 0"),
+    ({"name": "so3krates", "layers": 0}, "'layers': must be >= 1, got 0"),
 ])
 def test_non_positive_backbone_sizes_are_named(backbone, message):
     """Were: 'not enough values to unpack', 'element 0 of tensors does not require grad', ZeroDivisionError,
-    a negative tensor dimension, or NaN forces."""
+    a negative tensor dimension, or NaN forces. Now refused when the config is read (model.backbone)."""
     with pytest.raises(ValueError, match=message):
         build_model({"backbone": backbone})
 
