@@ -10,6 +10,8 @@ teacher, and writes tables (rich, ``table.md``, ``results.json``) and plots into
 - :mod:`~muse_ff.bench.speed`: time per MD step of each model next to the teacher's
 - :mod:`~muse_ff.bench.backbones`: PaiNN, MACE and SO3krates, plain and as MuSE(backbone), on the long-range
   dimers (GFN2-xTB) with one budget
+- :mod:`~muse_ff.bench.nonlocal_chains`: cumulene twist energies and push-pull polyene couplings (GFN2-xTB),
+  trained on short chains and tested on longer ones, every contestant over seeds
 
 Modes: ``quick`` (tiny training, few frames: smoke tests), ``default`` (sized for 2 CPU cores),
 ``full`` (larger models and longer training, for a GPU machine).
@@ -22,4 +24,5 @@ BENCHMARKS: dict[str, str] = {
     "hessian": "muse_ff.bench.hessian",
     "speed": "muse_ff.bench.speed",
     "backbones": "muse_ff.bench.backbones",
+    "nonlocal": "muse_ff.bench.nonlocal_chains",
 }

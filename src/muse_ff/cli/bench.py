@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from pathlib import Path
 
-HELP = "run a benchmark (graphene, folding, hessian, speed, backbones or all): train, compare with the teacher, report"
+HELP = ("run a benchmark (graphene, folding, hessian, speed, backbones, nonlocal or all): train, compare with the "
+        "teacher, report")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retrain", action="store_true", help="train again even if OUTPUT_DIR holds models "
                         "trained with the same configuration")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
+    parser.add_argument("--seeds", type=int, default=None, help="training seeds per contestant, for the "
+                        "benchmarks that take them (nonlocal; default: the mode's, 3, or 1 with --quick)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     with torch_threads(args.threads):
         for name in names:
             module = importlib.import_module(BENCHMARKS[name])
+            extra = {}
+            if getattr(args, "seeds", None) is not None and "seeds" in inspect.signature(module.run).parameters:
+                extra["seeds"] = args.seeds
             module.run(Path(args.output_dir) / name, mode=args.mode, data_dir=data_dir, progress=args.progress,
-                       retrain=args.retrain)
+                       retrain=args.retrain, **extra)
     return 0

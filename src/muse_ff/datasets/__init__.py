@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from muse_ff.datasets import dimers, folding, hessians, molecule_graphene
+from muse_ff.datasets import dimers, folding, hessians, molecule_graphene, nonlocal_chains
 from muse_ff.datasets.common import BuildResult
 
 #: where the packaged demo dataset lives
@@ -38,6 +38,8 @@ BUILDERS: dict[str, Builder] = {
                        "chignolin amber14+GBn2 MD at 300/400/500 K, frames + reference observables"),
     "hessians": Builder(hessians.build, Path("data/hessians"),
                         "GFN2-xTB minima, finite-difference Hessians and normal-mode frames (+ Ace-(Ala)5,10-NMe)"),
+    "nonlocal-chains": Builder(nonlocal_chains.build, Path("data/nonlocal-chains"),
+                               "cumulene twist scans and push-pull polyenes, 4-24 carbons, GFN2-xTB"),
 }
 
 

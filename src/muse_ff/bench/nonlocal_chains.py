@@ -1,0 +1,343 @@
+"""``muse bench nonlocal``: non-local energies along conjugated chains, trained on short chains, tested on long ones.
+
+Data: the ``nonlocal-chains`` dataset (GFN2-xTB; :mod:`muse_ff.datasets.nonlocal_chains`): cumulenes
+H2C=(C=)n-2 CH2 whose far CH2 group is twisted, and push-pull polyenes NH2/H-(CH=CH)n/2-CHO/H. It is read
+from ``DATA_DIR/nonlocal-chains`` when present, else built into ``OUT/dataset`` (about a minute on one core;
+quick mode builds the subset, a few seconds).
+
+Every contestant (PaiNN; MuSE(PaiNN) with three coarse levels whose cutoffs, 10/20/40 Å, reach across a
+24-carbon chain; PaiNN+LES; PaiNN+physical: learned charges conserved per molecule, Coulomb and damped C6
+dispersion with no cutoff, and the charge inputs) trains on the rattled ``sample`` frames of the chains with
+at most :data:`MAX_TRAIN_LENGTH` carbons (train split; valid split for validation), with the same backbone,
+budget and seed, one training per seed. They are then evaluated on:
+
+- the rigid cumulene twist scans of every length: the twist energy E(90°) - E(0°) (meV) and the whole scan
+  E(θ) - E(0°), at lengths seen in training and at longer, unseen ones;
+- the rigid polyene quartets: the end-to-end coupling E(NH2..CHO) - E(NH2..H) - E(H..CHO) + E(H..H) (meV),
+  which is exactly zero for a model none of whose terms sees both ends;
+- the ``sample`` frames of the test split at seen lengths and all samples at unseen lengths: energy
+  (meV/atom) and force (meV/Å) MAE.
+
+Every number is a mean ± std over seeds (``--seeds``; one in quick mode). Plots: the twist energy and the
+coupling against the number of carbons, teacher and models (``nonlocal_chains.png``), and predicted against
+teacher twist energies (``nonlocal_parity.png``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from rich.console import Console
+
+from muse_ff.bench.common import (
+    LES,
+    Budget,
+    Report,
+    contestant_config,
+    fmt,
+    pyplot,
+    save_figure,
+    slug,
+    train_pair,
+    trained_rows,
+)
+from muse_ff.datasets import nonlocal_chains as chains
+
+DATA = "nonlocal-chains/nonlocal-chains.extxyz.xz"  # in the data folder
+#: chains with at most this many carbons are trained on (per mode); longer ones are never seen
+MAX_TRAIN_LENGTH = {"quick": 5, "default": 15, "full": 15}
+#: the issue's target range: test lengths of at least this many carbons are also reported apart
+LONG = 20
+#: three coarse levels: about one node per 4 atoms (cutoff 10 Å), per 8 (20 Å) and per 16 (40 Å): on a 24-carbon
+#: cumulene (~31 Å end to end) 7, 5 and 3 nodes, every top-level pair within its cutoff
+LEVELS: list[dict] = [{"cutoff": 10.0, "ratio": 4}, {"cutoff": 20.0, "ratio": 2}, {"cutoff": 40.0, "ratio": 2}]
+#: model.physical with the charge inputs (charges sum to each molecule's total, here 0)
+PHYSICAL: dict = {"physical": {}, "charges": True}
+#: the contestants, as overrides of the PaiNN ``model:`` section
+CONTESTANTS: dict[str, dict] = {
+    "PaiNN": {"levels": []},
+    "MuSE(PaiNN)": {"levels": LEVELS},
+    "PaiNN+LES": {"levels": [], "long_range": LES},
+    "PaiNN+physical": {"levels": [], **PHYSICAL},
+}
+#: default: 3 PaiNN layers (the issue's "5 Å, 3-layer model", receptive field 15 Å), 100 epochs of the 243 training
+#: samples: one epoch of all four contestants takes ~7 s on one CPU thread, so 3 seeds fit about 40 min
+BUDGETS = {
+    "quick": Budget(features=8, layers=1, num_basis=6, epochs=2, batch_size=4, max_train=12, max_valid=4,
+                    energy_weight=1000.0),
+    "default": Budget(features=32, layers=3, num_basis=12, epochs=100, batch_size=8, lr=2e-3, energy_weight=1000.0),
+    "full": Budget(features=64, layers=3, num_basis=16, epochs=300, batch_size=8, lr=2e-3, energy_weight=1000.0),
+}
+SEEDS = {"quick": 1, "default": 3, "full": 3}
+#: the elements of the dataset (set explicitly: a small training set need not hold them all)
+SPECIES = ("H", "C", "N", "O")
+
+
+# ---------------------------------------------------------------------------------------------- data
+def dataset(out: Path, mode: str, data_dir: Path, console: Console) -> Path:
+    """The dataset file: ``data_dir/DATA`` when present (not in quick mode), else built into ``out/dataset``."""
+    stored = Path(data_dir) / DATA
+    if mode != "quick" and stored.is_file():
+        return stored
+    subset = mode == "quick"
+    folder = out / "dataset"
+    path = folder / f"nonlocal-chains{'-subset' if subset else ''}.extxyz.xz"
+    if not path.is_file():
+        console.print(f"building the nonlocal-chains dataset{' subset' if subset else ''} into {folder}")
+        folder.mkdir(parents=True, exist_ok=True)
+        chains.build(folder, subset=subset, command="muse bench nonlocal (on demand)"
+                     + (" --quick" if subset else ""))
+    return path
+
+
+def load(path: Path, max_train_length: int) -> dict[str, list[Atoms]]:
+    """Frames by use: ``train``/``valid`` samples at seen lengths, ``test_seen`` (test-split samples at seen
+    lengths), ``test_unseen`` (every sample at longer lengths), ``scan`` and ``quartet`` (rigid, all lengths).
+    Without any valid sample at seen lengths (the subset), a seen test sample (else a training one) validates."""
+    from muse_ff.teachers.labelling import read_frames
+
+    frames = read_frames(path)
+    seen = lambda a: int(a.info["n_carbons"]) <= max_train_length  # noqa: E731
+    samples = [a for a in frames if a.info["role"] == "sample"]
+    out = {"train": [a for a in samples if seen(a) and a.info["split"] == "train"],
+           "valid": [a for a in samples if seen(a) and a.info["split"] == "valid"],
+           "test_seen": [a for a in samples if seen(a) and a.info["split"] == "test"],
+           "test_unseen": [a for a in samples if not seen(a)],
+           "scan": [a for a in frames if a.info["role"] == "scan"],
+           "quartet": [a for a in frames if a.info["role"] == "quartet"]}
+    if not out["valid"]:  # the subset (quick mode) may have no valid sample at seen lengths
+        out["valid"] = out["test_seen"][:1] or out["train"][-1:]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def observables(frames: dict[str, list[Atoms]], energies: dict[str, np.ndarray] | None = None) -> dict:
+    """Twist scans {n: {twist: meV}} and couplings {n: meV}, from ``energies`` (per role; default the labels)."""
+    e = energies or {}
+    tw = chains.twist_energies(frames["scan"], e.get("scan"))
+    cp = chains.couplings(frames["quartet"], e.get("quartet"))
+    return {"twist": {n: {t: 1000 * v for t, v in s.items()} for n, s in tw.items()},
+            "coupling": {n: 1000 * v for n, v in cp.items()}}
+
+
+def evaluate_model(model, frames: dict[str, list[Atoms]]) -> dict:
+    """One model's twist scans, couplings (meV) and sample errors (meV/atom, meV/Å)."""
+    from muse_ff.analysis.metrics import evaluate_frames, predict_energies
+
+    energies = {role: predict_energies(model, frames[role], batch_size=8) for role in ("scan", "quartet")
+                if frames[role]}
+    out = observables(frames, energies)
+    for name in ("test_seen", "test_unseen"):
+        if frames[name]:
+            m = evaluate_frames(model, frames[name], batch_size=8).metrics()
+            out[name] = {"energy_mae": m["energy_mae"], "forces_mae": m["forces_mae"], "frames": m["frames"]}
+    return out
+
+
+def scores(pred: dict, ref: dict, max_train_length: int) -> dict[str, float]:
+    """Scalar scores of one model (meV; NaN where a group is empty)."""
+    def mae(values: list[float]) -> float:
+        return float(np.mean(values)) if values else float("nan")
+
+    tw = {n: abs(pred["twist"][n][90.0] - s[90.0]) for n, s in ref["twist"].items() if 90.0 in s}
+    scan = {n: np.mean([abs(pred["twist"][n][t] - v) for t, v in s.items() if t > 0]) for n, s in ref["twist"].items()}
+    cp = {n: abs(pred["coupling"][n] - v) for n, v in ref["coupling"].items()}
+    seen = lambda n: n <= max_train_length  # noqa: E731
+    out = {"twist_seen": mae([v for n, v in tw.items() if seen(n)]),
+           "twist_unseen": mae([v for n, v in tw.items() if not seen(n)]),
+           "twist_long": mae([v for n, v in tw.items() if n >= LONG and not seen(n)]),
+           "scan_unseen": mae([v for n, v in scan.items() if not seen(n)]),
+           "twist_max": max([abs(pred["twist"][n][90.0]) for n in tw], default=float("nan")),
+           "coupling_seen": mae([v for n, v in cp.items() if seen(n)]),
+           "coupling_unseen": mae([v for n, v in cp.items() if not seen(n)])}
+    for name in ("test_seen", "test_unseen"):
+        r = pred.get(name, {})
+        out[f"E_{name}"] = r.get("energy_mae", float("nan"))
+        out[f"F_{name}"] = r.get("forces_mae", float("nan"))
+    return out
+
+
+def mean_std(values) -> tuple[float, float]:
+    v = np.asarray([x for x in values if x == x], dtype=float)
+    if not len(v):
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def pm(values, digits: int = 1) -> str:
+    """'mean ± std' of ``values`` (just the mean for one value, '-' for none)."""
+    m, s = mean_std(values)
+    if m != m:
+        return "-"
+    return fmt(m, digits) if len(values) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+SCORE_COLUMNS = [("twist_seen", "twist seen"), ("twist_unseen", "twist unseen"),
+                 ("twist_long", f"twist unseen ≥{LONG} C"), ("scan_unseen", "scan unseen"),
+                 ("twist_max", "max abs pred. twist"), ("coupling_seen", "coupling seen"),
+                 ("coupling_unseen", "coupling unseen")]
+SAMPLE_COLUMNS = [("E_test_seen", "E seen"), ("E_test_unseen", "E unseen"), ("F_test_seen", "F seen"),
+                  ("F_test_unseen", "F unseen")]
+
+
+def summary_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int,
+                 columns=SCORE_COLUMNS) -> list[list]:
+    """One row per model, mean ± std over seeds of ``columns`` (score key, title); with the non-locality
+    columns a first row scores predicting zero (what a model blind to the other end gets at best)."""
+    rows = []
+    if columns is SCORE_COLUMNS:
+        zero = scores({"twist": {n: {t: 0.0 for t in s} for n, s in ref["twist"].items()},
+                       "coupling": {n: 0.0 for n in ref["coupling"]}}, ref, max_train_length)
+        rows.append(["predict zero", *[fmt(zero[k], 1) for k, _ in columns]])
+    for name, runs in per_seed.items():
+        s = [scores(r, ref, max_train_length) for r in runs]
+        rows.append([name, *[_max_text([x[k] for x in s]) if k == "twist_max"
+                             else pm([x[k] for x in s], 2 if k.startswith("E_") else 1) for k, _ in columns]])
+    return rows
+
+
+def _max_text(values) -> str:
+    """The largest of ``values`` (meV) in scientific notation: a model blind to the twist predicts ~1e-13."""
+    v = [x for x in values if x == x]
+    return f"{max(v):.1e}" if v else "-"
+
+
+def length_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int) -> list[list]:
+    """One row per cumulene length: seen?, teacher twist energy, each model's (mean ± std over seeds)."""
+    rows = []
+    for n, s in ref["twist"].items():
+        if 90.0 not in s:
+            continue
+        rows.append([n, "seen" if n <= max_train_length else "unseen", fmt(s[90.0], 0),
+                     *[pm([r["twist"][n][90.0] for r in runs], 0) for runs in per_seed.values()]])
+    return rows
+
+
+def coupling_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int) -> list[list]:
+    return [[n, "seen" if n <= max_train_length else "unseen", fmt(v, 1),
+             *[pm([r["coupling"][n] for r in runs], 1) for runs in per_seed.values()]]
+            for n, v in ref["coupling"].items()]
+
+
+# ---------------------------------------------------------------------------------------------- plots
+STYLE = {"PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"), "PaiNN+LES": ("C2", "-.d"),
+         "PaiNN+physical": ("C3", ":v")}
+
+
+def _style(name: str) -> tuple[str, str]:
+    return STYLE.get(name, ("C4", "-o"))
+
+
+def plot(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int, path: Path) -> Path:
+    """Twist energy E(90°) - E(0°) and the polyene coupling against the number of carbons: teacher and models
+    (mean over seeds, bars: std); the trained lengths are shaded."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.9))
+    panels = ((axes[0], {n: s[90.0] for n, s in ref["twist"].items() if 90.0 in s},
+               lambda r, n: r["twist"][n][90.0], "cumulene twist energy E(90°) - E(0°) (meV)"),
+              (axes[1], ref["coupling"], lambda r, n: r["coupling"][n],
+               "polyene end-to-end coupling (meV)"))
+    for ax, teacher, get, label in panels:
+        if not teacher:
+            ax.axis("off")
+            continue
+        n = np.array(sorted(teacher))
+        ax.axvspan(min(n.min(), 4) - 0.5, max_train_length + 0.5, color="0.92", zorder=0)
+        ax.axhline(0.0, color="grey", lw=0.6)
+        ax.plot(n, [teacher[k] for k in n], "-o", color="black", ms=4, label="teacher (GFN2-xTB)")
+        for name, runs in per_seed.items():
+            color, style = _style(name)
+            stats = np.array([mean_std([get(r, k) for r in runs]) for k in n])
+            ax.errorbar(n, stats[:, 0], yerr=stats[:, 1], fmt=style, color=color, ms=3, lw=1, capsize=2,
+                        label=name)
+        ax.set_xlabel("carbons (shaded: trained lengths)")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def plot_parity(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int, path: Path) -> Path:
+    """Predicted against teacher twist energies, every seed and length (open: unseen lengths)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.4, 4.2))
+    teacher = {n: s[90.0] for n, s in ref["twist"].items() if 90.0 in s}
+    lim = 1.1 * max(abs(v) for v in teacher.values()) if teacher else 1.0
+    ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.6)
+    for name, runs in per_seed.items():
+        color, style = _style(name)
+        for seen in (True, False):
+            ns = [n for n in teacher if (n <= max_train_length) == seen]
+            x = [teacher[n] for r in runs for n in ns]
+            y = [r["twist"][n][90.0] for r in runs for n in ns]
+            ax.plot(x, y, style[-1], color=color, ms=4, mfc=color if seen else "none", ls="none",
+                    label=name if seen else None)
+    ax.set_xlabel("teacher E(90°) - E(0°) (meV)")
+    ax.set_ylabel("predicted (meV)")
+    ax.set_title("cumulene twist energy (open: unseen lengths)", fontsize=9)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- run
+def contestants(budget: Budget) -> dict[str, dict]:
+    """{name: ``model:`` section} of every contestant with ``budget``'s PaiNN."""
+    return {name: {**contestant_config(budget, spec), "species": list(SPECIES)} for name, spec in CONTESTANTS.items()}
+
+
+def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
+        retrain: bool = False, console: Console | None = None, seeds: int | None = None) -> dict:
+    """Train every contestant on the short chains with each seed, evaluate twist scans, couplings and samples."""
+    from muse_ff.io.serialization import load_model
+
+    console = console or Console()
+    out = Path(out)
+    report = Report("nonlocal", mode)
+    seeds = SEEDS[mode] if seeds is None else int(seeds)
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    max_len = MAX_TRAIN_LENGTH[mode]
+    path = dataset(out, mode, data_dir, console)
+    frames = load(path, max_len)
+    ref = observables(frames)
+    per_seed: dict[str, list[dict]] = {}
+    training: dict[str, list[dict]] = {}
+    first_trained = None
+    for seed in range(seeds):
+        budget = BUDGETS[mode].scaled(seed=seed)
+        trained = train_pair(frames["train"], frames["valid"], out / f"seed{seed}", budget, progress, retrain,
+                             console, models=contestants(budget))
+        first_trained = first_trained or trained
+        for name, t in trained.items():
+            console.print(f"seed {seed}: evaluating {name}")
+            per_seed.setdefault(name, []).append(evaluate_model(load_model(t.path), frames))
+            training.setdefault(name, []).append(t.summary)
+    budget = BUDGETS[mode]
+    lengths = sorted({int(a.info["n_carbons"]) for a in frames["scan"] + frames["quartet"]})
+    report.add_table(f"training, seed 0 ({len(frames['train'])} frames of chains with ≤{max_len} carbons, "
+                     f"{budget.epochs} epochs; valid samples): E meV/atom, F meV/Å",
+                     ["model", "params", "train s", "val E MAE", "val F MAE"], trained_rows(first_trained))
+    report.add_table(f"non-locality, mean ± std over {seeds} seed(s): trained on ≤{max_len} carbons, unseen = "
+                     f"{max_len + 1}-{max(lengths)}; twist = cumulene E(90°)-E(0°), scan = all angles, coupling = "
+                     "polyene E(D..A)-E(D..H)-E(H..A)+E(H..H); MAE in meV",
+                     ["model", *[c for _, c in SCORE_COLUMNS]], summary_rows(per_seed, ref, max_len))
+    report.add_table(f"sample frames, mean ± std over {seeds} seed(s): seen = test split at ≤{max_len} carbons "
+                     f"({len(frames['test_seen'])} frames), unseen = every sample at longer chains "
+                     f"({len(frames['test_unseen'])}); E MAE meV/atom, F MAE meV/Å",
+                     ["model", *[c for _, c in SAMPLE_COLUMNS]],
+                     summary_rows(per_seed, ref, max_len, SAMPLE_COLUMNS))
+    report.add_table("cumulene twist energy E(90°) - E(0°) by length (meV)",
+                     ["carbons", "trained", "teacher", *per_seed], length_rows(per_seed, ref, max_len))
+    if ref["coupling"]:
+        report.add_table("polyene end-to-end coupling by length (meV)", ["carbons", "trained", "teacher", *per_seed],
+                         coupling_rows(per_seed, ref, max_len))
+    report.plots.append(str(plot(per_seed, ref, max_len, out / "nonlocal_chains.png")))
+    report.plots.append(str(plot_parity(per_seed, ref, max_len, out / "nonlocal_parity.png")))
+    report.results = {"teacher": ref, "models": per_seed,
+                      "scores": {n: [scores(r, ref, max_len) for r in runs] for n, runs in per_seed.items()},
+                      "training": training, "budget": budget, "seeds": seeds, "max_train_length": max_len,
+                      "dataset": str(path), "frames": {k: len(v) for k, v in frames.items()},
+                      "configs": {n: dict(c, folder=str(out / "seed0" / slug(n)))
+                                  for n, c in contestants(budget).items()}}
+    return report.write(out, console)
