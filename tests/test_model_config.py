@@ -37,3 +37,14 @@ def test_backbone_given_by_name_or_dict_and_species_by_symbol():
 def test_bad_config_raises_naming_the_key(config, message):
     with pytest.raises(ConfigError, match=message):
         build_model(config)
+
+
+def test_level_sigma_default_lives_in_the_config():
+    from muse_ff import build_model
+    from muse_ff.config import parse_model_config
+
+    cfg = parse_model_config({"levels": [{}, {"sigma": 1.5}, {"cutoff": 50.0}]})
+    assert cfg.level_sigmas() == [2.0, 1.5, 10.0]  # cutoffs 10, 20, 50: default cutoff / 5
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1},
+                         "levels": [{}, {"sigma": 1.5}, {"cutoff": 50.0}]})
+    assert [lev.sigma for lev in model.levels] == cfg.level_sigmas()

@@ -98,6 +98,10 @@ def _as_backbone(v: Any) -> Any:
     return {"name": v} if isinstance(v, str) else v
 
 
+#: default Gaussian assignment width of a coarse level, as a fraction of its cutoff (levels[k].sigma)
+SIGMA_PER_CUTOFF = 0.2
+
+
 class LevelConfig(StrictModel):
     """One coarse level (``model.levels[k]``); ``{}`` takes every default.
 
@@ -290,6 +294,12 @@ class ModelConfig(StrictModel):
         for lev in self.levels:
             cuts.append(lev.cutoff if lev.cutoff is not None else 2.0 * cuts[-1])
         return cuts
+
+    def level_sigmas(self) -> list[float]:
+        """Gaussian assignment width sigma (Å) of every coarse level: ``levels[k].sigma``, default its cutoff / 5."""
+        cuts = self.level_cutoffs()
+        return [lev.sigma if lev.sigma is not None else SIGMA_PER_CUTOFF * cuts[k + 1]
+                for k, lev in enumerate(self.levels)]
 
     def level_hops(self) -> list[int]:
         """Assignment radius in bonds of every coarse level (default 4, doubling per level)."""

@@ -69,7 +69,7 @@ class MuSEModel(nn.Module):
             lbb = lev.backbone or bb
             level = CoarseLevel(lev,
                                 fine_features=fine.out_features, fine_vectors=fine.vector_features,
-                                cutoff=cutoffs[k + 1],
+                                cutoff=cutoffs[k + 1], sigma=config.level_sigmas()[k],
                                 backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
                                     n_in, cut, vector_in_features=n_vec, **b.hparams),
                                 head_hidden=config.head.hidden)

@@ -116,12 +116,12 @@ def _coarse_graph(graph, positions, batch, cutoff):
 class CoarseLevel(nn.Module):
     """One coarse level: assignment affinity, backbone on coarse nodes, unpooling and energy head."""
 
-    def __init__(self, config, fine_features: int, fine_vectors: int, cutoff: float,
+    def __init__(self, config, fine_features: int, fine_vectors: int, cutoff: float, sigma: float,
                  backbone_factory, head_hidden: int, affinity_features: int = 16):
         super().__init__()
         self.config = config
         self.cutoff = float(cutoff)
-        self.sigma = float(config.sigma if config.sigma is not None else self.cutoff / 5.0)
+        self.sigma = float(sigma)  # ModelConfig.level_sigmas: the one place of its default
         self.ratio = float(config.ratio)
         self.saturation = float(config.saturation)
         self.query = nn.Linear(fine_features, affinity_features, bias=False)
