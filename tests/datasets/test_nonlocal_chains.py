@@ -42,6 +42,13 @@ def test_polyene_quartet_shares_every_backbone_atom():
         assert a.info["ends"] == ends
         d = a.get_all_distances()
         assert d[np.triu_indices(len(a), 1)].min() > 0.95  # no clashes
+    da = variants["NH2-CHO"]
+    n_atom, o_atom = int(np.flatnonzero(da.numbers == 7)[0]), int(np.flatnonzero(da.numbers == 8)[0])
+    for k in np.flatnonzero(da.numbers == 1):
+        if da.get_distance(n_atom, k) < 1.1:  # the amine hydrogens: trigonal nitrogen
+            assert da.get_angle(0, n_atom, int(k)) == pytest.approx(120.0)
+    d_o = np.sort(da.get_all_distances()[o_atom])
+    assert d_o[1] == pytest.approx(1.21) and d_o[2] > 1.9  # C=O, then nothing closer than the aldehyde H
     with pytest.raises(ValueError):
         nc.polyene(7)
 

@@ -8,8 +8,9 @@ away, through the pi system rather than through space:
   energy E(90°) - E(0°) alternates in sign with the parity of n (even n: planar is the minimum; odd n: the
   twisted form) and decays only slowly with length (+0.48 eV for 16 carbons, -0.43 eV for 17).
 - ``polyene``: all-trans polyenes X-(CH=CH)n/2-Y with n = 4, 6, ..., 24 carbons in an ideal geometry (C=C
-  1.34 Å, C-C 1.46 Å, 120°, C-H 1.08 Å; not relaxed) and the end groups X in {H, NH2} (donor) and Y in {H,
-  CHO} (acceptor) placed with the same local geometry in all four variants. The end-to-end coupling
+  1.34 Å, C-C 1.46 Å, 120°, C-H 1.08 Å; C-N 1.38, N-H 1.01, C-C(HO) 1.47, C=O 1.21, C-H(O) 1.11 Å, s-trans
+  aldehyde; not relaxed) and the end groups X in {H, NH2} (donor) and Y in {H, CHO} (acceptor) placed with the
+  same local geometry in all four variants. The end-to-end coupling
   ``E(D..A) - E(D..H) - E(H..A) + E(H..H)`` of one rigid quartet is exactly zero for any model that is a sum
   of contributions none of which sees both ends.
 
@@ -140,16 +141,23 @@ def _turn(v: np.ndarray, degrees: float) -> np.ndarray:
     return np.array([np.cos(a) * v[0] - np.sin(a) * v[1], np.sin(a) * v[0] + np.cos(a) * v[1], 0.0])
 
 
-def _group(kind: str, carbon: np.ndarray, direction: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
-    """Symbols and positions of end group ``kind`` (H, NH2 or CHO) bonded to ``carbon`` along ``direction``."""
+def _group(kind: str, carbon: np.ndarray, e1: np.ndarray, e2: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+    """Symbols and positions of end group ``kind`` (H, NH2 or CHO) bonded to ``carbon`` along ``e1``, planar, in
+    the frame (``e1``, ``e2``): ``e2`` points to the side of the carbon's other hydrogen (the cis side). Bond
+    angles at the group's heavy atom are 120°; the aldehyde is s-trans (its O on the cis side, anti to the
+    C=C bond)."""
+    def at(origin: np.ndarray, length: float, degrees: float) -> np.ndarray:
+        a = np.radians(degrees)
+        return origin + length * (np.cos(a) * e1 + np.sin(a) * e2)
+
     if kind == "H":
-        return ["H"], [carbon + CH * direction]
+        return ["H"], [carbon + CH * e1]
     if kind == "NH2":
-        n = carbon + 1.38 * direction
-        return ["N", "H", "H"], [n, n + 1.01 * _turn(direction, 120), n + 1.01 * _turn(direction, -120)]
+        n = carbon + 1.38 * e1
+        return ["N", "H", "H"], [n, at(n, 1.01, 60.0), at(n, 1.01, -60.0)]
     if kind == "CHO":
-        c = carbon + 1.47 * direction
-        return ["C", "O", "H"], [c, c + 1.22 * _turn(direction, 120), c + 1.10 * _turn(direction, -120)]
+        c = carbon + 1.47 * e1
+        return ["C", "O", "H"], [c, at(c, 1.21, 60.0), at(c, 1.11, -60.0)]
     raise ValueError(f"unknown end group {kind!r}")
 
 
@@ -172,13 +180,15 @@ def polyene(n: int, donor: str = "H", acceptor: str = "H") -> Atoms:
             d1, d2 = _turn(u, 120.0), _turn(u, -120.0)
             outward = -1.0 if k == 0 else 1.0
             trans, cis = (d1, d2) if d1[0] * outward > d2[0] * outward else (d2, d1)
-            for kind, direction in (("H", cis), (donor if k == 0 else acceptor, trans)):
-                s, p = _group(kind, c[k], direction)
+            side = cis - (cis @ trans) * trans
+            e2 = side / np.linalg.norm(side)
+            for kind, e1 in (("H", cis), (donor if k == 0 else acceptor, trans)):
+                s, p = _group(kind, c[k], e1, e2)
                 symbols += s
                 positions += p
         else:
             b = c[k] - 0.5 * (c[k - 1] + c[k + 1])
-            s, p = _group("H", c[k], b / np.linalg.norm(b))
+            s, p = _group("H", c[k], b / np.linalg.norm(b), np.zeros(3))
             symbols += s
             positions += p
     atoms = Atoms(symbols, positions=np.array(positions) - c.mean(axis=0))  # the carbons centred
