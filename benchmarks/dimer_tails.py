@@ -42,7 +42,7 @@ from muse_ff.training.demo import BACKBONE, DEMO_MODELS, demo_config, demo_data
 
 PHYSICAL = {"physical": {}, "charges": True}
 MODELS: dict[str, dict] = {
-    **DEMO_MODELS,
+    **{name: DEMO_MODELS[name] for name in ("PaiNN", "MuSE(PaiNN)", "PaiNN+LES")},
     "PaiNN+D3": {**DEMO_MODELS["PaiNN"], "d3": {"functional": "pbe0"}},
     "PaiNN+LES(neutral)": {**DEMO_MODELS["PaiNN"], "long_range": {"kind": "latent-ewald", "neutral": True}},
     "PaiNN+phys": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
