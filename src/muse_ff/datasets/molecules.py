@@ -85,14 +85,20 @@ def molecule(name: str) -> Atoms:
     return atoms
 
 
-def optimised(name: str, teacher: Teacher, fmax: float = 1e-3, steps: int = 500) -> Atoms:
-    """``molecule(name)`` relaxed with ``teacher`` to max force ``fmax`` eV/Å, centred at its COM."""
-    atoms = molecule(name)
+def relax(atoms: Atoms, teacher: Teacher, fmax: float, steps: int, what: str) -> Atoms:
+    """``atoms`` relaxed in place with ``teacher`` (BFGS) to max force ``fmax`` eV/Å, its ``info`` kept and no
+    calculator left; ``RuntimeError`` naming ``what`` if ``steps`` do not reach ``fmax``."""
     info = dict(atoms.info)
     atoms.calc = TeacherCalculator(teacher)
     if not BFGS(atoms, logfile=None).run(fmax=fmax, steps=steps):
-        raise RuntimeError(f"optimising {name} with {teacher.name} did not reach fmax={fmax} in {steps} steps")
+        raise RuntimeError(f"{what} with {teacher.name} did not reach fmax={fmax} in {steps} steps")
     atoms.calc = None
     atoms.info = info
+    return atoms
+
+
+def optimised(name: str, teacher: Teacher, fmax: float = 1e-3, steps: int = 500) -> Atoms:
+    """``molecule(name)`` relaxed with ``teacher`` to max force ``fmax`` eV/Å, centred at its COM."""
+    atoms = relax(molecule(name), teacher, fmax, steps, f"optimising {name}")
     atoms.positions -= atoms.get_center_of_mass()
     return atoms

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.optimize import BFGS
 
 from muse_ff.datasets import common
-from muse_ff.teachers import TEACHERS, Teacher, TeacherCalculator
+from muse_ff.datasets.molecules import relax
+from muse_ff.teachers import TEACHERS, Teacher
 
 FAMILIES = ("cumulene", "polyene")
 #: rigid twist angles (degrees) of every cumulene scan; 0 and 90 first (the subset's scans)
@@ -102,14 +102,7 @@ def ideal_cumulene(n: int) -> Atoms:
 def relaxed_cumulene(n: int, teacher: Teacher, fmax: float = 0.01, steps: int = 500) -> Atoms:
     """:func:`ideal_cumulene` relaxed at 0° with ``teacher`` (the D2h symmetry is kept by the forces), then
     put back on the z axis: first carbon at the origin, last carbon on +z, first CH2 in the xz plane."""
-    atoms = ideal_cumulene(n)
-    info = dict(atoms.info)
-    atoms.calc = TeacherCalculator(teacher)
-    if not BFGS(atoms, logfile=None).run(fmax=fmax, steps=steps):
-        raise RuntimeError(f"relaxing the {n}-carbon cumulene with {teacher.name} did not reach fmax={fmax}")
-    atoms.calc = None
-    atoms.info = info
-    return _canonical(atoms)
+    return _canonical(relax(ideal_cumulene(n), teacher, fmax, steps, f"relaxing the {n}-carbon cumulene"))
 
 
 def _canonical(atoms: Atoms) -> Atoms:

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from muse_ff.nn.pooling import _normalise  # softmax within groups
+
 
 class ChargeAmbiguityWarning(UserWarning):
     """A charged frame of several covalent components without per-atom formal charges."""
@@ -80,13 +82,6 @@ def charge_groups(component: torch.Tensor, ptr: torch.Tensor, charge: torch.Tens
             torch.tensor(values, dtype=torch.float64, device=device))
 
 
-def _share(logit: torch.Tensor, index: torch.Tensor, count: int) -> torch.Tensor:
-    """[n] softmax of ``logit`` [n] within each ``index`` group (0..count-1)."""
-    w = torch.exp(logit - logit.detach().max())
-    total = torch.zeros(count, dtype=w.dtype, device=w.device).index_add_(0, index, w)
-    return w / total[index]
-
-
 class ChargeSpinEmbedding(nn.Module):
     """``[N, features]`` contribution of group charges and frame spins to the atoms' embeddings.
 
@@ -104,10 +99,10 @@ class ChargeSpinEmbedding(nn.Module):
     def forward(self, species_index: torch.Tensor, charge_group: torch.Tensor, group_charge: torch.Tensor,
                 batch: torch.Tensor, spin: torch.Tensor | None) -> torch.Tensor:
         dtype = self.linear.weight.dtype
-        a = _share(self.charge_logit[species_index], charge_group, int(group_charge.numel()))
+        a = _normalise(self.charge_logit[species_index], charge_group, int(group_charge.numel()))
         q = a * group_charge.to(dtype)[charge_group]
         if spin is None:
             s = torch.zeros_like(q)
         else:
-            s = _share(self.spin_logit[species_index], batch, int(spin.numel())) * spin.to(dtype)[batch]
+            s = _normalise(self.spin_logit[species_index], batch, int(spin.numel())) * spin.to(dtype)[batch]
         return self.linear(torch.stack([q, s], dim=-1))

@@ -26,21 +26,17 @@ import torch
 from ase import units
 from torch import nn
 
-from muse_ff.errors import MuseError
+from muse_ff.nn.physical import MAX_EWALD_TERMS, EwaldSizeError, equilibrate_charges
 
 #: Coulomb constant in eV Å / e^2
 COULOMB = float(units.Hartree * units.Bohr)
 
 
-#: most (wavevectors x atoms) terms of a periodic reciprocal sum; 1e8 terms take about 25 s and 6 GB on a CPU
-#: (forces included). A larger sum is refused with :class:`EwaldSizeError` instead of exhausting time or memory
-#: (a 1e6 Å periodic cell needs 1e18 wavevectors at a 1 Å wavelength: a bare allocation RuntimeError, or the
-#: OOM killer; a 0.6 x 0.6 x 1e9 Å cell 5e8 and a silent hang).
-MAX_EWALD_TERMS = 10**8
-
-
-class EwaldSizeError(MuseError, ValueError):
-    """A periodic cell too large for the reciprocal sum of the latent Ewald term (see :data:`MAX_EWALD_TERMS`)."""
+# A reciprocal sum of more than MAX_EWALD_TERMS (wavevectors x atoms; shared with nn/physical.py: 1e8 terms take
+# about 25 s and 6 GB on a CPU, forces included) is refused with EwaldSizeError instead of exhausting time or
+# memory (a 1e6 Å periodic cell needs 1e18 wavevectors at a 1 Å wavelength: a bare allocation RuntimeError, or
+# the OOM killer; a 0.6 x 0.6 x 1e9 Å cell 5e8 and a silent hang).
+__all__ = ["COULOMB", "EwaldSizeError", "LatentEwald", "MAX_EWALD_TERMS"]
 
 
 class LatentEwald(nn.Module):
@@ -76,10 +72,7 @@ class LatentEwald(nn.Module):
             return q
         if component is None:
             raise ValueError("latent Ewald with neutral: true needs the covalent components (model.prepare)")
-        count = int(component.max()) + 1 if component.numel() else 0
-        n_c = torch.zeros(count, dtype=q.dtype, device=q.device).index_add_(0, component, torch.ones_like(q[:, 0]))
-        total = torch.zeros(count, q.shape[1], dtype=q.dtype, device=q.device).index_add(0, component, q)
-        return q - (total / n_c[:, None])[component]
+        return equilibrate_charges(q, component)
 
     def forward(self, scalars: torch.Tensor, positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
                 ptr: torch.Tensor, component: torch.Tensor | None = None) -> torch.Tensor:

@@ -59,7 +59,7 @@ class MuSEModel(nn.Module):
         self.embedding = nn.Embedding(len(config.species), config.embedding)
         self.charge_embedding = ChargeSpinEmbedding(len(config.species), config.embedding) \
             if config.charges else None
-        cutoffs = config.level_cutoffs()
+        cutoffs, sigmas = config.level_cutoffs(), config.level_sigmas()
         bb = config.backbone
         self.backbone = BACKBONES[bb.name](config.embedding, cutoffs[0], **bb.hparams)
         self.head = EnergyHead(self.backbone.out_features, config.head.hidden)
@@ -69,7 +69,7 @@ class MuSEModel(nn.Module):
             lbb = lev.backbone or bb
             level = CoarseLevel(lev,
                                 fine_features=fine.out_features, fine_vectors=fine.vector_features,
-                                cutoff=cutoffs[k + 1], sigma=config.level_sigmas()[k],
+                                cutoff=cutoffs[k + 1], sigma=sigmas[k],
                                 backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
                                     n_in, cut, vector_in_features=n_vec, **b.hparams),
                                 head_hidden=config.head.hidden)

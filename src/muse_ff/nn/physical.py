@@ -146,10 +146,10 @@ def atom_frames(ptr: torch.Tensor) -> torch.Tensor:
 
 def equilibrate_charges(raw: torch.Tensor, component: torch.Tensor, total: torch.Tensor | None = None,
                         num_components: int | None = None) -> torch.Tensor:
-    """[n] charges summing exactly to each component's total: ``q_i = q~_i - (sum_c q~ - Q_c) / n_c``.
+    """[n, ...] charges summing exactly to each component's total: ``q_i = q~_i - (sum_c q~ - Q_c) / n_c``.
 
     Args:
-        raw: [n] raw charges ``q~`` (e).
+        raw: [n] raw charges ``q~`` (e), or [n, K]: K channels, each summing to the total.
         component: [n] int64 component of each atom (global over the batch, 0..C-1).
         total: [C] total charge ``Q_c`` (e) of each component; default zeros.
         num_components: C, if ``total`` is not given (default ``component.max() + 1``).
@@ -160,11 +160,13 @@ def equilibrate_charges(raw: torch.Tensor, component: torch.Tensor, total: torch
         count = int(num_components)
     else:
         count = int(component.max()) + 1 if component.numel() else 0
-    ones = torch.ones_like(raw)
+    ones = torch.ones(raw.shape[0], dtype=raw.dtype, device=raw.device)
     n_c = torch.zeros(count, dtype=raw.dtype, device=raw.device).index_add_(0, component, ones)
-    sums = torch.zeros(count, dtype=raw.dtype, device=raw.device).index_add(0, component, raw)
+    sums = torch.zeros((count, *raw.shape[1:]), dtype=raw.dtype, device=raw.device).index_add(0, component, raw)
     target = torch.zeros_like(sums) if total is None else total.to(device=raw.device, dtype=raw.dtype)
-    excess = (sums - target) / n_c.clamp(min=1.0)
+    if target.dim() < sums.dim():
+        target = target.reshape(count, *[1] * (sums.dim() - 1))
+    excess = (sums - target) / n_c.clamp(min=1.0).reshape(count, *[1] * (sums.dim() - 1))
     return raw - excess[component]
 
 
