@@ -12,10 +12,23 @@ electrons ``atoms.info['uhf']`` and the formal charges ``atoms.get_initial_charg
 teachers take); changing any of them is a new calculation. With ``physical.electrostatics`` the results
 include ``charges`` (per atom, e: ``atoms.get_charges()``) and, for free structures, ``dipole`` (e Å, about
 the centre of mass).
+
+``calc.results`` holds standard ASE properties only (names in ``ase.outputs.all_outputs``), so
+``atoms.get_properties([...])`` and ``calc.export_properties()`` accept it (ASE 3.29 builds
+``ase.outputs.Properties`` from every key of ``results`` and refuses a name it does not know). The energy of
+each level, which is no ASE property, is kept beside it: :meth:`MuSECalculator.get_energy_levels` (it computes
+when needed) and ``calc.extra_results['energy_levels']`` (the last calculation's).
+
+The calculator works on its own copy of the model (a deep copy of a module it is given; a model loaded from a
+path is fresh anyway), moved to its device and dtype, in eval mode with its parameters frozen: the caller's
+model keeps its training flag, device, dtype and ``requires_grad``. ``dtype="float64"`` evaluates a float32
+model in float64 (same weights, cast exactly), whose forces then match finite differences of its energy
+to float64 precision.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -31,36 +44,91 @@ from muse_ff.nn.coarsening import bond_graph
 from muse_ff.physics.derivatives import energy_and_derivatives, hessian
 
 
+#: the dtypes a model can be evaluated in, by name
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def check_dtype(dtype, what: str = "dtype=") -> torch.dtype | None:
+    """``dtype`` as a torch dtype: ``"float32"``/``"float64"`` or ``torch.float32``/``torch.float64``;
+    ``None`` stays ``None`` (the model's own dtype). Anything else is a ``ValueError`` in one sentence."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"{what}{dtype!r} is not a dtype a model can be evaluated in; use 'float32' or 'float64' "
+                     f"(or torch.float32, torch.float64, or None for the model's own dtype)")
+
+
+def evaluation_model(model, device: str | torch.device = "cpu", dtype=None, *, copy_model: bool = True):
+    """A model ready to evaluate: a deep copy of ``model`` (``copy_model=False``: ``model`` itself, for one
+    nobody else holds, e.g. just loaded) on ``device``, in ``dtype`` (:func:`check_dtype`; ``None``: its own),
+    in eval mode with its parameters frozen. With ``copy_model`` the caller's model is left exactly as it was.
+
+    A dtype change is the cast the model's constructor does: parameters and buffers to ``dtype``, the
+    reference energies kept float64, and ``config.dtype`` and ``dtype_`` set to match (so the copy saves as a
+    model of that dtype). Casting float32 weights to float64 is exact: the float64 model is the same function,
+    evaluated without float32 rounding.
+    """
+    dtype = check_dtype(dtype)
+    if copy_model:
+        model = copy.deepcopy(model)
+    if dtype is not None and dtype != model.dtype_:
+        model.to(dtype)
+        model.reference.double()
+        model.dtype_ = dtype
+        name = next(k for k, v in DTYPES.items() if v == dtype)
+        model.config = model.config.model_copy(update={"dtype": name})
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 class MuSECalculator(Calculator):
     """ASE calculator around a :class:`~muse_ff.nn.model.MuSEModel` (or a path to a saved model).
 
-    Results: ``energy``, ``free_energy`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å^3, Voigt, fully periodic
-    cells only), ``energies`` (per atom, eV) and ``energy_levels`` (per level, eV).
+    Results (``calc.results``, standard ASE properties only): ``energy``, ``free_energy`` (eV), ``forces``
+    (eV/Å), ``stress`` (eV/Å^3, Voigt, fully periodic cells only), ``energies`` (per atom, eV) and, with
+    ``physical.electrostatics``, ``charges`` (e) and, for free structures, ``dipole`` (e Å). All of them work
+    with ``atoms.get_properties([...])``.
+
+    Extra (not an ASE property, so not in ``results``): the energy of each level, atoms first (eV, summing to
+    the energy), from :meth:`get_energy_levels` or, for the last calculation, ``extra_results['energy_levels']``.
+
+    ``calc.model`` is the calculator's own copy of the model (see :func:`evaluation_model`); ``calc.dtype`` the
+    dtype it evaluates in.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "energy_levels",
-                              "charges", "dipole"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "charges", "dipole"]
 
     #: ``atoms.info`` keys the model reads as inputs (see :func:`muse_ff.data.atoms.frame_charges`)
     info_inputs = ("charge", "uhf")
 
-    def __init__(self, model, device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE, **kwargs):
-        """``model``: a MuSE model or the path of a saved one. ``device``: where it runs (``cpu``, ``cuda``,
-        ``cuda:N``, ``mps``); one that is not a device name or not on this machine (``cuda`` without a GPU) is
-        a :class:`~muse_ff.devices.DeviceError` (a ``ValueError``) in one sentence, before the model is read."""
+    def __init__(self, model, device: str | torch.device = "cpu", min_distance: float = MIN_DISTANCE,
+                 dtype: str | torch.dtype | None = None, **kwargs):
+        """``model``: a MuSE model or the path of a saved one; a model given is copied, never changed.
+        ``device``: where it runs (``cpu``, ``cuda``, ``cuda:N``, ``mps``); one that is not a device name or not
+        on this machine (``cuda`` without a GPU) is a :class:`~muse_ff.devices.DeviceError` (a ``ValueError``)
+        in one sentence, before the model is read. ``dtype``: what it is evaluated in, ``"float32"``,
+        ``"float64"`` (or ``torch.float32``/``torch.float64``); ``None`` (default) is the model's own dtype.
+        Another value is a ``ValueError`` in one sentence, also before the model is read."""
         from muse_ff.devices import check_device
 
         device = check_device(device, what="device=")
+        dtype = check_dtype(dtype)
         super().__init__(**kwargs)
-        if isinstance(model, (str,)) or hasattr(model, "__fspath__"):
+        loaded = isinstance(model, (str,)) or hasattr(model, "__fspath__")
+        if loaded:
             from muse_ff.io.serialization import load_model
 
             model = load_model(model)
         self.device = device
-        self.model = model.to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.dtype = next(self.model.parameters()).dtype
+        self.model = evaluation_model(model, device, dtype, copy_model=not loaded)
+        self.dtype = self.model.dtype_
+        #: results that are no ASE property (ASE refuses unknown names in ``results``): ``energy_levels``
+        self.extra_results: dict[str, np.ndarray] = {}
         self.min_distance = min_distance
         self._topology: Graph | None = None  # coarse topology of the last bond graph seen (a cache)
         self._key = None
@@ -97,8 +165,13 @@ class MuSECalculator(Calculator):
             changes = list(changes) + ["info"]
         return changes
 
+    def reset(self):
+        super().reset()
+        self.extra_results = {}
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        self.extra_results = {}
         g = self.graph(self.atoms)
         want_stress = "stress" in properties
         if want_stress and not self.atoms.pbc.all():
@@ -116,16 +189,27 @@ class MuSECalculator(Calculator):
             "energy": energy,
             "free_energy": energy,
             "forces": out["forces"].detach().double().cpu().numpy(),
-            "energies": out["node_energy"].detach().cpu().numpy(),
-            "energy_levels": out["energy_levels"][0].detach().cpu().numpy(),
+            "energies": out["node_energy"].detach().double().cpu().numpy(),
         }
+        self.extra_results = {"energy_levels": out["energy_levels"][0].detach().double().cpu().numpy()}
         if "stress" in out:
             self.results["stress"] = full_3x3_to_voigt_6_stress(out["stress"][0].detach().double().cpu().numpy())
         if "charges" in out:
-            q = out["charges"].detach().cpu().numpy()
+            q = out["charges"].detach().double().cpu().numpy()
             self.results["charges"] = q
             if not self.atoms.pbc.any():
                 self.results["dipole"] = q @ (self.atoms.positions - self.atoms.get_center_of_mass())
+
+    def get_energy_levels(self, atoms: Atoms | None = None) -> np.ndarray:
+        """Energy contributed by each level (eV), atoms first then each coarse level: an array of ``L + 1``
+        numbers summing to the energy (level 0 includes the reference energies and any long-range energy).
+
+        Computed when ``atoms`` changed since the last calculation, like ``get_potential_energy``; a copy of
+        ``extra_results['energy_levels']``. Not an ASE property, so not in ``results``."""
+        if atoms is None and self.atoms is None:
+            raise ValueError("get_energy_levels needs atoms")
+        self.get_property("energy", atoms)
+        return self.extra_results["energy_levels"].copy()
 
     def get_hessian(self, atoms: Atoms | None = None, *, max_memory: float | None = None,
                     chunk: int | None = None) -> np.ndarray:

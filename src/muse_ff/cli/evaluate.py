@@ -24,6 +24,9 @@ directions, info MUSE_stress (9 numbers, 3x3 row by row, eV/Å³, ASE's sign con
 is only replaced with --overwrite, the input file never. To predict without labels:
   muse eval model.pt new.extxyz --energy-key none --forces-key none --output predictions.extxyz
 
+--dtype float64 evaluates a float32 model in float64 (its weights cast exactly; default: the model's own
+dtype).
+
 --plots DIR writes parity plots (PNG) of (E - sum E0)/atoms in meV/atom (E0: the model's own reference
 energies per element), force and stress components, each with its MAE and RMSE."""
 
@@ -58,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: REF_stress where present)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="dtype the model is evaluated in (default: the model's own); float64 evaluates a "
+                             "float32 model without float32 rounding (same weights)")
 
 
 def _read(path: str, index: str) -> list:
@@ -209,6 +215,7 @@ def config_type_table(by_type: dict[str, dict], overall: dict, title: str):
 
 def run(args: argparse.Namespace) -> int:
     from muse_ff.analysis.metrics import evaluate_frames, to_json
+    from muse_ff.calculator import evaluation_model
     from muse_ff.data.atoms import LabelKeys
     from muse_ff.devices import check_device
     from muse_ff.io.serialization import load_model
@@ -225,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
                          "evaluate none")
     if args.output is not None:
         check_output(args.output, args.overwrite, [args.data, args.model])  # before any work
-    model = load_model(args.model, device=args.device)
+    model = evaluation_model(load_model(args.model), args.device, args.dtype, copy_model=False)
     read = _read(args.data, args.index)
     frames = _with_calculator_labels(read)
     if evaluate:

@@ -4,7 +4,8 @@ The rigid-body motions projected out follow the structure's periodicity: transla
 free molecule, translations and the rotation about the axis for a structure periodic in one direction,
 translations only for two or three periodic directions. The Hessian's rows are computed in chunks sized so
 that its memory stays within ``--max-memory`` (GB). ``--json`` prints strict JSON: a non-finite number
-is written as ``null``.
+is written as ``null``. ``--dtype float64`` evaluates a float32 model in float64 (same weights) for the
+optimisation and the Hessian.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=_positive_int, default=None, metavar="ROWS",
                         help="Hessian rows per vectorised product instead of the chunk --max-memory gives")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="dtype the model is evaluated in (default: the model's own); float64 evaluates a "
+                             "float32 model without float32 rounding (same weights), for the optimisation and "
+                             "the Hessian")
 
 
 def _check_output(path: str, what: str) -> None:
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hessian_out:
         _check_output(args.hessian_out, "Hessian")
     atoms = read_structures(args.structure, -1)
-    calc = MuSECalculator(args.model, device=args.device)
+    calc = MuSECalculator(args.model, device=args.device, dtype=args.dtype)
     atoms = relaxed_copy(atoms, calc, args.optimize, args.fmax, args.steps)
     hess = calc.get_hessian(atoms, max_memory=args.max_memory * 1024**3, chunk=args.chunk)
     result = structure_analysis(hess, atoms)

@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     existing.add_argument("--overwrite", action="store_true",
                           help="replace an existing --trajectory and --log (never the input structure)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="dtype the model is evaluated in (default: the model's own); float64 evaluates a "
+                             "float32 model without float32 rounding (same weights): forces that are the exact "
+                             "gradient of the energy to float64 precision")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -56,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     mode = "append" if args.append else "overwrite" if args.overwrite else "new"
     check_outputs(args.trajectory, args.log, mode, structure=args.structure, inputs=[args.model])  # before any work
     atoms = read_structures(args.structure, -1)
-    final = run_md(atoms, MuSECalculator(args.model, device=args.device), settings, args.trajectory, args.log,
-                   progress=not args.no_progress, mode=mode)
+    calc = MuSECalculator(args.model, device=args.device, dtype=args.dtype)
+    final = run_md(atoms, calc, settings, args.trajectory, args.log, progress=not args.no_progress, mode=mode)
     print(f"{args.steps} steps of {args.timestep} fs: final T = {final.get_temperature():.1f} K, "
           f"E_pot = {final.get_potential_energy():.4f} eV; trajectory {args.trajectory}, log {args.log}")
     return 0
