@@ -1,6 +1,6 @@
 """Output heads: per-node energies, per-element reference energies, scale and shift."""
 
-from __future__ import annotations
+from typing import Optional
 
 import torch
 from torch import nn
@@ -35,7 +35,8 @@ class AtomicReference(nn.Module):
         """[n] float64 reference + shift of each atom (species given as indices into the model's species)."""
         return self.e0[species_index] + self.shift
 
-    def set(self, e0: torch.Tensor | None = None, scale: float | None = None, shift: float | None = None):
+    def set(self, e0: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+            shift: Optional[float] = None):
         with torch.no_grad():
             if e0 is not None:
                 self.e0.copy_(torch.as_tensor(e0, dtype=torch.float64))

@@ -1,7 +1,5 @@
 """Radial functions: a C3-smooth cutoff envelope and a Bessel radial basis."""
 
-from __future__ import annotations
-
 import math
 
 import torch

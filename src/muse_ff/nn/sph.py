@@ -18,18 +18,16 @@ Under a rotation R the degree-l block transforms with an orthogonal (2l+1) x (2l
 ``Y_l(R u) = D_l(R) Y_l(u)``.
 """
 
-from __future__ import annotations
-
 import functools
 import math
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
+from torch import nn
 
 #: the largest degree e3nn implements in closed form
 MAX_DEGREE = 11
-
-_S3 = math.sqrt(3.0)
 
 
 @functools.cache
@@ -62,12 +60,23 @@ def spherical_harmonics(unit: torch.Tensor, degrees: Sequence[int]) -> torch.Ten
     return _o3().spherical_harmonics(list(degrees), unit, normalize=False, normalization="component")
 
 
+def spherical_harmonics_module(degrees: Sequence[int]) -> nn.Module:
+    """e3nn's ``o3.SphericalHarmonics`` module computing :func:`spherical_harmonics` for ``degrees``.
+
+    The same computation (:func:`spherical_harmonics` builds this module and calls it), held as a submodule
+    so that a model using it can be scripted (``torch.jit.script``): the module is TorchScript-compatible,
+    the function (it builds an e3nn object on every call) is not. It has no parameters or buffers, so holding
+    it leaves a model's ``state_dict`` unchanged. Input [..., 3] unit vectors, output [..., M].
+    """
+    return _o3().SphericalHarmonics(list(degrees), normalize=False, normalization="component")
+
+
 def degree_index(degrees: Sequence[int]) -> torch.Tensor:
     """[M] int64: position in ``degrees`` of the degree each coordinate belongs to (for segment sums)."""
     return torch.tensor([k for k, deg in enumerate(degrees) for _ in range(2 * deg + 1)], dtype=torch.int64)
 
 
-def l1_slice(degrees: Sequence[int]) -> slice | None:
+def l1_slice(degrees: Sequence[int]) -> Optional[slice]:
     """Where the l = 1 block sits among the M coordinates, or ``None`` if 1 is not among ``degrees``."""
     start = 0
     for deg in degrees:
@@ -79,9 +88,9 @@ def l1_slice(degrees: Sequence[int]) -> slice | None:
 
 def l1_to_cartesian(sph: torch.Tensor) -> torch.Tensor:
     """[..., 3, C] degree-1 coordinates -> [..., 3, C] Cartesian (x, y, z) vectors: Y_1(u) = sqrt(3) u."""
-    return sph / _S3
+    return sph / math.sqrt(3.0)  # (not a float global: TorchScript reads none)
 
 
 def cartesian_to_l1(vec: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`l1_to_cartesian`: [..., 3, C] Cartesian -> [..., 3, C] degree-1 coordinates."""
-    return vec * _S3
+    return vec * math.sqrt(3.0)

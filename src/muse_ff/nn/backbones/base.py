@@ -1,16 +1,22 @@
-"""The Backbone protocol: one interface for every MLFF that MuSE runs at every scale."""
+"""The Backbone protocol: one interface for every MLFF that MuSE runs at every scale.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` in this file nor in the backbones: TorchScript reads the
+annotations of modules and of :class:`BackboneOutput` as types, not strings (``torch.jit.script`` of every
+backbone is what exports to metatomic / LAMMPS need).
+"""
 
-from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
 
-@dataclass
-class BackboneOutput:
+class BackboneOutput(NamedTuple):
     """What a backbone returns for each node.
+
+    A ``NamedTuple`` (TorchScript scripts it, also as an argument, in lists and across ``torch.jit.save`` /
+    ``load``; a ``@dataclass`` it does not): ``BackboneOutput(scalars, vectors=None)``, read as ``.scalars`` /
+    ``.vectors``; immutable (``out._replace(vectors=...)`` for a changed copy).
 
     Attributes:
         scalars: [n, out_features] rotation-invariant features.
@@ -19,7 +25,7 @@ class BackboneOutput:
     """
 
     scalars: torch.Tensor
-    vectors: torch.Tensor | None = None
+    vectors: Optional[torch.Tensor] = None
 
 
 def require_positive(backbone: str, **values: int) -> None:
@@ -38,7 +44,10 @@ class Backbone(nn.Module):
     species embedding) and on coarse nodes (input = pooled features), each level with its own cutoff.
 
     Subclasses set ``cutoff`` (Å), ``in_features``, ``out_features`` and ``vector_features`` (0 if
-    they return no equivariant features) and implement :meth:`forward`.
+    they return no equivariant features) and implement :meth:`forward`, TorchScript-compatible: typed
+    arguments (``Optional[Tensor]`` for the optional ones), submodules that may be ``None`` read into a local
+    before the ``is not None`` test, no float globals, no ``**kwargs``, no e3nn objects; ``torch.jit.script``
+    of every backbone is tested (tests/nn/test_torchscript_backbones.py).
     """
 
     cutoff: float
@@ -51,8 +60,8 @@ class Backbone(nn.Module):
         node_features: torch.Tensor,
         edge_index: torch.Tensor,
         edge_vectors: torch.Tensor,
-        node_vectors: torch.Tensor | None = None,
-        edge_weights: torch.Tensor | None = None,
+        node_vectors: Optional[torch.Tensor] = None,
+        edge_weights: Optional[torch.Tensor] = None,
     ) -> BackboneOutput:
         """Args:
             node_features: [n, in_features] continuous input features.

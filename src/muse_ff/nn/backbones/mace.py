@@ -26,18 +26,20 @@ paths. ``use_reduced_cg`` is fixed to ``False`` so the weight shapes do not depe
 cuequivariance happens to be installed. The MACE blocks are built in float64 (their Clebsch-Gordan and
 Wigner constants are computed in the default dtype) and cast by the model afterwards.
 
+TorchScript: the adapter scripts (``torch.jit.script``) with mace-torch >= 0.3.11 (interactions that take
+``cutoff``; tested with 0.3.16), giving the eager numbers; mace-torch's blocks are scriptable themselves.
+
 Importing ``mace`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for the whole process (mace-torch does it in
 its ``__init__``); MuSE passes ``weights_only=True`` explicitly to every ``torch.load``, which that variable
 cannot override. e3nn 0.4.4 only imports under torch >= 2.6 after ``mace`` (its constants file needs the
 unsafe load), so :func:`import_mace` imports ``mace`` first.
 """
 
-from __future__ import annotations
-
 import contextlib
 import inspect
 import warnings
 from collections.abc import Sequence
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -92,7 +94,7 @@ class MACE(Backbone):
 
     def __init__(self, in_features: int, cutoff: float = 5.0, num_channels: int = 32, max_L: int = 1,
                  max_ell: int = 3, correlation: int = 3, num_interactions: int = 2, num_radial_basis: int = 8,
-                 num_cutoff_basis: int = 5, radial_mlp: Sequence[int] = (64, 64, 64),
+                 num_cutoff_basis: int = 5, radial_mlp: "Sequence[int]" = (64, 64, 64),
                  avg_num_neighbors: float = 10.0, interaction: str = "RealAgnosticResidualInteractionBlock",
                  interaction_first: str = "RealAgnosticResidualInteractionBlock", vector_output: bool = True,
                  vector_in_features: int = 0):
@@ -153,19 +155,22 @@ class MACE(Backbone):
             node_irreps = out_irreps
         self._takes_cutoff = all("cutoff" in inspect.signature(i.forward).parameters for i in self.interactions)
 
-    def _initial_features(self, node_features, node_vectors):
+    def _initial_features(self, node_features: torch.Tensor, node_vectors: Optional[torch.Tensor]) -> torch.Tensor:
         h = self.node_embedding(node_features)
-        if self.vector_embedding is None:
+        vector_embedding = self.vector_embedding
+        if vector_embedding is None:
             return h
         n, C = h.shape[0], self.num_channels
         if node_vectors is None:
             v = h.new_zeros(n, C * 3)
         else:  # [n, 3, F_v] Cartesian -> [n, C, 3] in e3nn's l = 1 basis, flattened as e3nn's mul_ir layout
-            v = torch.einsum("mk,nkc->ncm", self.cartesian_to_e3nn, self.vector_embedding(node_vectors))
+            v = torch.einsum("mk,nkc->ncm", self.cartesian_to_e3nn, vector_embedding(node_vectors))
             v = v.reshape(n, C * 3)
         return torch.cat([h, v], dim=-1)
 
-    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None) -> BackboneOutput:
+    def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                node_vectors: Optional[torch.Tensor] = None,
+                edge_weights: Optional[torch.Tensor] = None) -> BackboneOutput:
         mace_edges = edge_index.flip(0)  # mace: (sender, receiver)
         vectors = -edge_vectors  # mace: r_receiver - r_sender
         lengths = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
@@ -174,23 +179,32 @@ class MACE(Backbone):
         # as they are; the symmetric contraction's per-element weights assume a one-hot (unit-norm) selector
         attrs, selector = node_features, node_features * self.in_features**-0.5
         # radial basis x polynomial cutoff (built with the cutoff applied to the features: 0.3.16 returns
-        # (features, None), 0.3.10 the features alone)
-        edge_feats = self.radial_embedding(lengths, attrs, mace_edges, None)
+        # (features, None), 0.3.10 the features alone). The atomic numbers are read only by mace's
+        # distance_transform, which is off: an empty tensor stands for them (TorchScript takes no None there)
+        no_numbers = torch.empty(0, dtype=torch.int64, device=edge_index.device)
+        edge_feats = self.radial_embedding(lengths, attrs, mace_edges, no_numbers)
         edge_feats = edge_feats[0] if isinstance(edge_feats, tuple) else edge_feats
-        extra = {}
+        cutoff: Optional[torch.Tensor] = None
         if edge_weights is not None:
             if self._takes_cutoff:  # mace >= 0.3.11 multiplies the tensor-product weights by ``cutoff``
-                extra["cutoff"] = edge_weights.unsqueeze(-1)
+                cutoff = edge_weights.unsqueeze(-1)
             else:  # the radial MLP (no biases, silu) maps 0 to 0: messages vanish with w
                 edge_feats = edge_feats * edge_weights.unsqueeze(-1)
         h = self._initial_features(attrs, node_vectors)
-        scalars = []
+        scalars: List[torch.Tensor] = []
         for interaction, product in zip(self.interactions, self.products):
-            h, sc = interaction(node_attrs=attrs, node_feats=h, edge_attrs=edge_attrs,
-                                edge_feats=edge_feats, edge_index=mace_edges, **extra)
-            h = product(node_feats=h, sc=sc, node_attrs=selector)
+            # sc is None or a tensor by interaction class: bound and used inside each branch (TorchScript types
+            # each layer's sc on its own); the call without ``cutoff`` is also mace < 0.3.11's
+            if self._takes_cutoff:
+                h_tp, sc = interaction(node_attrs=attrs, node_feats=h, edge_attrs=edge_attrs,
+                                       edge_feats=edge_feats, edge_index=mace_edges, cutoff=cutoff)
+                h = product(node_feats=h_tp, sc=sc, node_attrs=selector)
+            else:
+                h_tp0, sc0 = interaction(node_attrs=attrs, node_feats=h, edge_attrs=edge_attrs,
+                                         edge_feats=edge_feats, edge_index=mace_edges)
+                h = product(node_feats=h_tp0, sc=sc0, node_attrs=selector)
             scalars.append(h[:, : self.num_channels])
-        vec = None
+        vec: Optional[torch.Tensor] = None
         if self.vector_features:
             C = self.num_channels
             vec = torch.einsum("mk,ncm->nkc", self.cartesian_to_e3nn, h[:, C: 4 * C].reshape(-1, C, 3))

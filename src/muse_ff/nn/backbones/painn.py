@@ -1,9 +1,10 @@
 """PaiNN (Schütt, Unke, Gastegger, ICML 2021): polarisable atom interaction neural network.
 
 Our own compact implementation of the message/update blocks of the paper, on the MuSE Backbone protocol.
+TorchScript-compatible (``torch.jit.script``), with or without input vectors and edge weights.
 """
 
-from __future__ import annotations
+from typing import Final, Optional
 
 import torch
 from torch import nn
@@ -30,8 +31,9 @@ class PaiNNMessage(nn.Module):
         self.phi = _mlp(features, features, 3 * features)
         self.filter = nn.Linear(num_basis, 3 * features, bias=False)  # no bias: zero filter at the cutoff
 
-    def forward(self, s, v, edge_index, rbf, unit):
-        i, j = edge_index
+    def forward(self, s: torch.Tensor, v: torch.Tensor, edge_index: torch.Tensor, rbf: torch.Tensor,
+                unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, j = edge_index[0], edge_index[1]
         x = self.phi(s)[j] * self.filter(rbf)  # rbf already carries the smooth cutoff
         a_s, a_vv, a_vs = torch.split(x, self.features, dim=-1)
         ds = torch.zeros_like(s).index_add_(0, i, a_s)
@@ -43,17 +45,20 @@ class PaiNNMessage(nn.Module):
 class PaiNNUpdate(nn.Module):
     """Update block: mixes scalar and vector channels within each node."""
 
+    eps: Final[float]  # _EPS, as an attribute (TorchScript reads no float globals)
+
     def __init__(self, features: int):
         super().__init__()
         self.features = features
+        self.eps = _EPS
         self.U = nn.Linear(features, features, bias=False)
         self.V = nn.Linear(features, features, bias=False)
         self.mlp = _mlp(2 * features, features, 3 * features)
 
-    def forward(self, s, v):
+    def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         uv = self.U(v)
         vv = self.V(v)
-        vnorm = torch.sqrt((vv**2).sum(dim=1) + _EPS)
+        vnorm = torch.sqrt((vv**2).sum(dim=1) + self.eps)
         a = self.mlp(torch.cat([s, vnorm], dim=-1))
         a_vv, a_sv, a_ss = torch.split(a, self.features, dim=-1)
         ds = a_ss + a_sv * (uv * vv).sum(dim=1)
@@ -83,11 +88,14 @@ class PaiNN(Backbone):
         self.messages = nn.ModuleList(PaiNNMessage(features, num_basis) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(features) for _ in range(layers))
 
-    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None) -> BackboneOutput:
+    def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                node_vectors: Optional[torch.Tensor] = None,
+                edge_weights: Optional[torch.Tensor] = None) -> BackboneOutput:
         s = self.embed(node_features)
         v = s.new_zeros(s.shape[0], 3, self.features)
-        if node_vectors is not None and self.vector_embed is not None:
-            v = v + self.vector_embed(node_vectors)
+        vector_embed = self.vector_embed
+        if node_vectors is not None and vector_embed is not None:
+            v = v + vector_embed(node_vectors)
         r = torch.linalg.vector_norm(edge_vectors, dim=-1)
         unit = edge_vectors / r.unsqueeze(-1)
         rbf = self.rbf(r)

@@ -22,19 +22,29 @@ then x_i += MLP(x_i) (optional), the exchange  (dx, g) = Linear([x_i, c_1(chi_i)
 x_i += dx, chi_il += g_l chi_il, and again x_i += MLP(x_i) (optional). Attention is not soft-maxed (a sum over
 neighbours, as in the reference), which keeps energies extensive and smooth; every edge term carries f(r),
 so it vanishes with three derivatives at the cutoff (Hessians stay continuous).
-"""
 
-from __future__ import annotations
+TorchScript-compatible (``torch.jit.script``), with or without input vectors and edge weights; the edge
+harmonics come from e3nn's scriptable ``SphericalHarmonics`` module
+(:func:`~muse_ff.nn.sph.spherical_harmonics_module`).
+"""
 
 import math
 from collections.abc import Sequence
+from typing import Final, Optional
 
 import torch
 from torch import nn
 
 from muse_ff.nn.backbones.base import Backbone, BackboneOutput, require_positive
 from muse_ff.nn.radial import BesselBasis, smooth_cutoff
-from muse_ff.nn.sph import cartesian_to_l1, check_degrees, degree_index, l1_slice, l1_to_cartesian, spherical_harmonics
+from muse_ff.nn.sph import (
+    cartesian_to_l1,
+    check_degrees,
+    degree_index,
+    l1_slice,
+    l1_to_cartesian,
+    spherical_harmonics_module,
+)
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
@@ -86,8 +96,9 @@ class EuclideanAttention(nn.Module):
         self.q1, self.k1, self.v1 = (_HeadLinear(heads, self.d1) for _ in range(3))
         self.q2, self.k2 = (_HeadLinear(n_deg, self.d2) for _ in range(2))
 
-    def forward(self, x, chi, edge_index, rbf, ylm, cut):
-        i, j = edge_index
+    def forward(self, x: torch.Tensor, chi: torch.Tensor, edge_index: torch.Tensor, rbf: torch.Tensor,
+                ylm: torch.Tensor, cut: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, j = edge_index[0], edge_index[1]
         n, e = x.shape[0], rbf.shape[0]
         s = self.deg.contract(chi[j] - chi[i])  # [e, L]
         w1 = (self.radial1(rbf) + self.sph1(s)).view(e, self.heads, self.d1)
@@ -112,7 +123,7 @@ class ExchangeBlock(nn.Module):
         self.features = features
         self.linear = nn.Linear(features + len(degrees.degrees), features + len(degrees.degrees))
 
-    def forward(self, x, chi):
+    def forward(self, x: torch.Tensor, chi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.linear(torch.cat([x, self.deg.contract(chi)], dim=-1))
         dx, g = y.split([self.features, len(self.deg.degrees)], dim=-1)
         return dx, self.deg.repeat(g) * chi
@@ -123,7 +134,7 @@ class _ResidualMLP(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.SiLU(), nn.Linear(features, features), nn.SiLU(), nn.Linear(features, features))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)
 
 
@@ -137,7 +148,8 @@ class SO3kratesLayer(nn.Module):
         self.mlp1 = _ResidualMLP(features) if residual_mlp else nn.Identity()
         self.mlp2 = _ResidualMLP(features) if residual_mlp else nn.Identity()
 
-    def forward(self, x, chi, edge_index, rbf, ylm, cut):
+    def forward(self, x: torch.Tensor, chi: torch.Tensor, edge_index: torch.Tensor, rbf: torch.Tensor,
+                ylm: torch.Tensor, cut: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dx, dchi = self.attention(x, chi, edge_index, rbf, ylm, cut)
         x = self.mlp1(x + dx)
         chi = chi + dchi
@@ -159,8 +171,10 @@ class SO3krates(Backbone):
     [n, 3, vector_in_features] are mixed to one channel and become the initial l = 1 Euclidean variables.
     """
 
+    l1_start: Final[int]  # where the l = 1 block starts among the M coordinates, -1 without one
+
     def __init__(self, in_features: int, cutoff: float = 5.0, features: int = 132, heads: int = 4,
-                 degrees: Sequence[int] = (1, 2, 3), layers: int = 3, num_basis: int = 16,
+                 degrees: "Sequence[int]" = (1, 2, 3), layers: int = 3, num_basis: int = 16,
                  residual_mlp: bool = True, vector_in_features: int = 0):
         super().__init__()
         require_positive("SO3krates", features=features, heads=heads, layers=layers, num_basis=num_basis)
@@ -169,6 +183,7 @@ class SO3krates(Backbone):
             raise ValueError(f"SO3krates: features ({features}) must be divisible by heads ({heads}) and by the "
                              f"number of degrees ({len(degs)})")
         self.l1 = l1_slice(degs)
+        self.l1_start = -1 if self.l1 is None else self.l1.start
         if vector_in_features and self.l1 is None:
             raise ValueError("SO3krates: input vectors need degree 1 among degrees, got " + str(degs))
         self.cutoff = float(cutoff)
@@ -181,18 +196,23 @@ class SO3krates(Backbone):
         self.embed = nn.Linear(in_features, features)
         self.vector_embed = nn.Linear(vector_in_features, 1, bias=False) if vector_in_features else None
         self.rbf = BesselBasis(cutoff, num_basis)
+        self.sph = spherical_harmonics_module(degs)  # no parameters or buffers: the state_dict is unchanged
         self.layers = nn.ModuleList(SO3kratesLayer(features, heads, deg, num_basis, residual_mlp)
                                     for _ in range(layers))
 
-    def encode(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None):
+    def encode(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+               node_vectors: Optional[torch.Tensor] = None,
+               edge_weights: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(x [n, F], chi [n, M]): invariant features and Euclidean variables after the last layer."""
         x = self.embed(node_features)
         chi = x.new_zeros(x.shape[0], self.num_sph)
-        if node_vectors is not None and self.vector_embed is not None:
-            l1 = cartesian_to_l1(self.vector_embed(node_vectors)).squeeze(-1)  # [n, 3]
-            chi = torch.cat([chi[:, :self.l1.start], l1, chi[:, self.l1.stop:]], dim=1)
+        vector_embed = self.vector_embed
+        if node_vectors is not None and vector_embed is not None:  # (vector_embed implies an l = 1 block)
+            l1 = cartesian_to_l1(vector_embed(node_vectors)).squeeze(-1)  # [n, 3]
+            start = self.l1_start
+            chi = torch.cat([chi[:, :start], l1, chi[:, start + 3:]], dim=1)
         r = torch.linalg.vector_norm(edge_vectors, dim=-1)
-        ylm = spherical_harmonics(edge_vectors / r.unsqueeze(-1), self.degrees)
+        ylm = self.sph(edge_vectors / r.unsqueeze(-1))
         rbf, cut = self.rbf(r), smooth_cutoff(r, self.cutoff)
         if edge_weights is not None:  # the envelope multiplies every attention weight
             cut = cut * edge_weights
@@ -200,7 +220,12 @@ class SO3krates(Backbone):
             x, chi = layer(x, chi, edge_index, rbf, ylm, cut)
         return x, chi
 
-    def forward(self, node_features, edge_index, edge_vectors, node_vectors=None, edge_weights=None) -> BackboneOutput:
+    def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
+                node_vectors: Optional[torch.Tensor] = None,
+                edge_weights: Optional[torch.Tensor] = None) -> BackboneOutput:
         x, chi = self.encode(node_features, edge_index, edge_vectors, node_vectors, edge_weights)
-        vectors = l1_to_cartesian(chi[:, self.l1].unsqueeze(-1)) if self.l1 is not None else None
+        vectors: Optional[torch.Tensor] = None
+        if self.l1_start >= 0:
+            start = self.l1_start
+            vectors = l1_to_cartesian(chi[:, start:start + 3].unsqueeze(-1))
         return BackboneOutput(scalars=x, vectors=vectors)
