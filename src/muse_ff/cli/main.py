@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "label": "muse_ff.cli.label",
     "dataset": "muse_ff.cli.dataset",
     "bench": "muse_ff.cli.bench",
+    "export": "muse_ff.cli.export",
 }
 
 

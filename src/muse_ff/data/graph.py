@@ -61,15 +61,16 @@ frame is neutral or has one component); the components of a charged frame that d
 carries the charge form one group together.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import NamedTuple
 
 import torch
 
-@dataclass
-class LevelTopology:
-    """The discrete part of one coarse level (tensors; see :mod:`muse_ff.data.graph` for the table)."""
+class LevelTopology(NamedTuple):
+    """The discrete part of one coarse level (tensors; see :mod:`muse_ff.data.graph` for the table).
+
+    A named tuple, so that TorchScript (the exported model, :mod:`muse_ff.export`) takes it as it is."""
 
     member_atom: torch.Tensor  # [M] atoms of each coarse node's seed group
     member_node: torch.Tensor  # [M] coarse node of each member
@@ -85,7 +86,7 @@ class LevelTopology:
 
     def to(self, device=None, dtype=None) -> "LevelTopology":
         f = lambda t: t.to(device=device, dtype=dtype if t.is_floating_point() else None)  # noqa: E731
-        return LevelTopology(*(f(getattr(self, k)) for k in self.__dataclass_fields__))
+        return LevelTopology(*(f(t) for t in self))
 
 
 #: floating fields that stay float64 whatever the model's dtype (energies and charges: exact sums)

@@ -10,21 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from typing import Dict, List, Optional, Tuple
+
 import torch
 from ase import Atoms
 from ase.data import chemical_symbols
-from torch import nn
+from torch import Tensor, nn
 
 from muse_ff.config import ModelConfig, parse_model_config
 from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate, frame_graph
-from muse_ff.data.graph import Graph
+from muse_ff.data.graph import Graph, LevelTopology
 from muse_ff.nn.coarsening import add_topology
 from muse_ff.nn.backbones import BACKBONES
 from muse_ff.nn.charges import ChargeSpinEmbedding, charge_groups
 from muse_ff.nn.heads import AtomicReference, EnergyHead
 from muse_ff.nn.long_range import LatentEwald
 from muse_ff.nn.physical import EwaldSettings, PhysicalLongRange
-from muse_ff.nn.pooling import CoarseLevel
+from muse_ff.nn.pooling import CoarseLevel, PoolState, distribute, unpool
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -48,6 +50,9 @@ class MuSEModel(nn.Module):
     With ``charges`` or ``physical`` the graph needs its charge groups and with ``levels`` its coarse
     topology: both come from :meth:`prepare` (``graph_from_atoms`` calls it).
     """
+
+    #: Python-side properties TorchScript leaves out (the exported model needs only :meth:`compute`)
+    __jit_unused_properties__ = ["cutoff", "species", "uses_charges", "uses_components"]
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -159,85 +164,123 @@ class MuSEModel(nn.Module):
         return collate(graphs)
 
     # ------------------------------------------------------------------ energy
-    def encode(self, graph: Graph, positions: torch.Tensor, cell: torch.Tensor):
+    def _encode(self, species_index: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor,
+                edge_index: Tensor, shifts: Tensor, coarse: List[LevelTopology], charge_group: Optional[Tensor],
+                group_charge: Optional[Tensor], spin: Optional[Tensor]) -> Tuple[List[Tensor], List[PoolState]]:
         """Bottom-up through the levels, then top-down unpooling.
 
         Returns ``(scalars, states)``: per-level invariant features after the top-down pass (atoms first)
         and the :class:`~muse_ff.nn.pooling.PoolState` of every coarse level.
         """
-        sidx = self.species_index[graph.species]
-        embedded = self.embedding(sidx)
-        if self.charge_embedding is not None:
-            embedded = embedded + self.charge_embedding(sidx, graph.charge_group, graph.group_charge, graph.batch,
-                                                        graph.spin)
+        embedded = self.embedding(species_index)
+        charge_embedding = self.charge_embedding
+        if charge_embedding is not None:
+            assert charge_group is not None and group_charge is not None
+            embedded = embedded + charge_embedding(species_index, charge_group, group_charge, batch, spin)
         # geometry stays in the dtype it comes in (float64 from the calculator): differences of positions are
         # formed there and only then rounded to the model's dtype, so a molecule 1e9 Å from the origin keeps
         # its shape in a float32 model
-        edge_vectors = graph.edge_vectors(positions, cell).to(self.dtype_)
-        out = self.backbone(embedded, graph.edge_index, edge_vectors)
-        feats, states = [out], []
-        fine_pos = positions
+        i, j = edge_index[0], edge_index[1]
+        edge_vectors = (positions[j] - positions[i]
+                        + torch.einsum("ek,ekl->el", shifts.to(positions.dtype), cell[batch[i]])).to(self.dtype_)
+        out = self.backbone(embedded, edge_index, edge_vectors)
+        scalars: List[Tensor] = [out.scalars]
+        states: List[PoolState] = []
+        weights: List[Tensor] = []
+        biases: List[Tensor] = []
+        fine_pos, fine_scalars, fine_vectors = positions, out.scalars, out.vectors
         for k, level in enumerate(self.levels):
-            state = level.pool(graph, k, positions, fine_pos, cell, feats[-1])
-            feats.append(level.run(state, cell))
+            state = level.pool(coarse[k], batch, positions, fine_pos, cell, pbc, fine_scalars, fine_vectors)
+            o = level.run(state, cell)
+            scalars.append(o.scalars)
             states.append(state)
-            fine_pos = state.positions
-        scalars = [f.scalars for f in feats]
-        for k in range(len(self.levels) - 1, -1, -1):  # coarse context flows back to the finer level
-            scalars[k] = scalars[k] + self.levels[k].unpool(states[k], scalars[k + 1])
+            weights.append(level.unpool_linear.weight)
+            biases.append(level.unpool_linear.bias)
+            fine_pos, fine_scalars, fine_vectors = state.positions, o.scalars, o.vectors
+        for k in range(len(states) - 1, -1, -1):  # coarse context flows back to the finer level
+            scalars[k] = scalars[k] + unpool(states[k], nn.functional.linear(scalars[k + 1], weights[k], biases[k]))
         return scalars, states
+
+    def encode(self, graph: Graph, positions: Tensor, cell: Tensor) -> Tuple[List[Tensor], List[PoolState]]:
+        """:meth:`_encode` of a prepared graph."""
+        return self._encode(self.species_index[graph.species], positions, cell, graph.pbc, graph.batch,
+                            graph.edge_index, graph.shifts, list(graph.coarse), graph.charge_group,
+                            graph.group_charge, graph.spin)
 
     @torch.no_grad()
     def coarse_grain(self, graph: Graph) -> list:
         """The coarse levels of ``graph`` (positions, assignment weights, masses) without energies."""
-        return self.encode(self.prepare(graph), graph.positions, graph.cell)[1]
+        graph = self.prepare(graph)
+        return self.encode(graph, graph.positions, graph.cell)[1]
 
-    def forward(self, graph: Graph, positions: torch.Tensor | None = None,
-                cell: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    @torch.jit.unused
+    def forward(self, graph: Graph, positions: Tensor | None = None,
+                cell: Tensor | None = None) -> dict[str, Tensor]:
         pos = graph.positions if positions is None else positions
         cel = graph.cell if cell is None else cell
         if not self._prepared(graph):
             raise ValueError("this graph has no coarse topology or charge groups for this model: pass it through "
                              "model.prepare(graph) first (model.graph_from_atoms does)")
-        sidx = self.species_index[graph.species]
-        scalars, states = self.encode(graph, pos, cel)
+        return self.compute(graph.species, pos, cel, graph.pbc, graph.batch, graph.ptr, graph.edge_index,
+                            graph.shifts, list(graph.coarse), graph.component, graph.charge_group,
+                            graph.group_charge, graph.spin)
+
+    @torch.jit.export
+    def compute(self, species: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor, ptr: Tensor,
+                edge_index: Tensor, shifts: Tensor, coarse: List[LevelTopology],
+                component: Optional[Tensor] = None, charge_group: Optional[Tensor] = None,
+                group_charge: Optional[Tensor] = None, spin: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """The energy from tensors alone: what :meth:`forward` computes from a :class:`Graph`, in torch only
+        (no host round trips but the sizes of neighbour lists), so that TorchScript compiles it (the exported
+        model, :mod:`muse_ff.export`). Arguments are the :class:`Graph` fields of the same names."""
+        pos, cel = positions, cell
+        sidx = self.species_index[species]
+        scalars, states = self._encode(sidx, pos, cel, pbc, batch, edge_index, shifts, coarse, charge_group,
+                                       group_charge, spin)
         ref = self.reference
         node_energy = ref.atomic(sidx) + ref.scale * self.head(scalars[0]).double()
-        if self.long_range is not None:
-            node_energy = node_energy + self.long_range(scalars[0], pos, cel, graph.pbc, graph.ptr,
-                                                        graph.component).double()
-        B = graph.num_frames
-        extra = {}
-        if self.d3 is not None:  # a fixed baseline, in the positions' dtype (float64 from the calculator)
-            node_energy = node_energy + self.d3(graph.species, pos, cel, graph.pbc, graph.ptr).double()
-        if self.physical is not None:
-            e_ph, charges = self.physical.energy_and_charges(scalars[0], pos, cel, graph.pbc, graph.ptr,
-                                                             graph.species, graph.charge_group, graph.group_charge)
+        long_range = self.long_range
+        if long_range is not None:
+            node_energy = node_energy + long_range(scalars[0], pos, cel, pbc, ptr, component).double()
+        B = int(ptr.shape[0]) - 1
+        extra: Dict[str, Tensor] = {}
+        d3 = self.d3
+        if d3 is not None:  # a fixed baseline, in the positions' dtype (float64 from the calculator)
+            node_energy = node_energy + d3(species, pos, cel, pbc, ptr).double()
+        physical = self.physical
+        if physical is not None:
+            e_ph, charges = physical.energy_and_charges(scalars[0], pos, cel, pbc, ptr, species, charge_group,
+                                                        group_charge)
             e_ph = e_ph.double()
             node_energy = node_energy + e_ph
             extra["physical_energy"] = torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(
-                0, graph.batch, e_ph)
+                0, batch, e_ph)
             if charges is not None:
                 extra["charges"] = charges.double()
                 # [B, 3] sum_i q_i r_i about the origin (what the xTB teachers' dipole labels are; origin-free
                 # for neutral frames); meaningless for periodic frames, which the dipole loss skips
                 extra["dipole"] = torch.zeros(B, 3, dtype=torch.float64, device=pos.device).index_add_(
-                    0, graph.batch, charges.double()[:, None] * pos.double())
-        levels_e = [torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(0, graph.batch, node_energy)]
-        coarse_e = None  # coarse energies handed down to atoms through the assignments
-        for k in range(len(self.levels) - 1, -1, -1):
-            e_k = ref.scale * self.levels[k].head(scalars[k + 1]).double()
-            if self.levels[k].dispersion is not None:
-                e_k = e_k + self.levels[k].dispersion_energy(states[k], cel, scalars[k + 1]).double()
+                    0, batch, charges.double()[:, None] * pos.double())
+        level_energies: List[Tensor] = []
+        for k, level in enumerate(self.levels):
+            e_k = ref.scale * level.head(scalars[k + 1]).double()
+            if level.dispersion is not None:
+                e_k = e_k + level.dispersion_energy(states[k], cel, scalars[k + 1]).double()
+            level_energies.append(e_k)
+        levels_e = [torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(0, batch, node_energy)]
+        coarse_e: Optional[Tensor] = None  # coarse energies handed down to atoms through the assignments
+        for k in range(len(states) - 1, -1, -1):
+            e_k = level_energies[k]
             levels_e.insert(1, torch.zeros(B, dtype=torch.float64, device=pos.device).index_add_(
                 0, states[k].batch, e_k))
             coarse_e = e_k if coarse_e is None else e_k + coarse_e
-            coarse_e = states[k].distribute(coarse_e)  # to level k nodes
+            coarse_e = distribute(states[k], coarse_e)  # to level k nodes
         if coarse_e is not None:
             node_energy = node_energy + coarse_e
         energy_levels = torch.stack(levels_e, dim=1)
-        return {"energy": energy_levels.sum(dim=1), "node_energy": node_energy, "energy_levels": energy_levels,
-                **extra}
+        result = {"energy": energy_levels.sum(dim=1), "node_energy": node_energy, "energy_levels": energy_levels}
+        result.update(extra)
+        return result
 
 
 def build_model(config: dict | ModelConfig | None = None) -> MuSEModel:

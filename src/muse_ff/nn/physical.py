@@ -54,6 +54,7 @@ from ase import units
 from ase.data import covalent_radii
 from torch import nn
 
+from muse_ff.data.torch_neighbors import radius_graph
 from muse_ff.errors import MuseError
 from muse_ff.nn.radial import inner_switch
 
@@ -545,8 +546,6 @@ def _r12_tail(ew: EwaldSettings) -> float:
 
 def _periodic_frame(pos, cell, q, c, rho, terms: _Terms) -> torch.Tensor:
     """[n] per-atom energies of a fully periodic frame: torch-pme reciprocal sums + real-space remainder."""
-    from muse_ff.data.neighbors import neighbor_list
-
     ew = terms.ewald
     n = pos.shape[0]
     if n == 0:
@@ -566,11 +565,9 @@ def _periodic_frame(pos, cell, q, c, rho, terms: _Terms) -> torch.Tensor:
             radius = max(radius, sw[1])
     need_real = c is not None or terms.coulomb_switch is not None or s_el > terms.sigma
     if need_real:
-        i, j, shifts, _ = neighbor_list(pos.detach().cpu().double().numpy(), cell.detach().cpu().double().numpy(),
-                                        np.ones(3, dtype=bool), radius)
-        i = torch.as_tensor(i, device=pos.device)
-        j = torch.as_tensor(j, device=pos.device)
-        vec = pos[j] - pos[i] + torch.as_tensor(shifts, device=pos.device, dtype=pos.dtype) @ cell
+        edges, shifts = radius_graph(pos, cell, torch.ones(3, dtype=torch.bool, device=pos.device), radius)
+        i, j = edges[0], edges[1]
+        vec = pos[j] - pos[i] + shifts.to(pos.dtype) @ cell
         r2 = (vec * vec).sum(-1)
         r = torch.sqrt(r2)
         fade = 1.0 - inner_switch(r, ew.cutoff - ew.switch_width, ew.cutoff)  # 1 inside, 0 at the cutoff

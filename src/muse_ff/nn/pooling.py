@@ -16,7 +16,8 @@ whose seed groups are within the level's ``hops`` bonds. From it, at every call:
 * coarse features  H_c = sum_i w_ic h_i / m_c  (vectors likewise), and m_c itself as an input feature;
 * unpooling  h_i += sum_c w_ic U(h_c);  coarse energies are handed back as  e_i = sum_c w_ic e_c / m_c.
 
-The coarse radius graph is rebuilt from detached coarse positions at every call (like a neighbour list);
+The coarse radius graph is rebuilt from detached coarse positions at every call (like a neighbour list), in
+torch on the positions' device (:func:`muse_ff.data.torch_neighbors.radius_graph`);
 the backbone's smooth radial cutoff makes the energy continuous as coarse pairs cross it. Two coarse nodes
 may coincide (a molecule or an ion inside a cage: both nodes at the cage's centre), where an edge has no
 direction: every coarse edge's contribution is multiplied by an inner switch that rises from 0 at
@@ -30,16 +31,13 @@ neighbour count, ``n0 / (n0 + rho_i)`` (``levels[k].saturation``), so the total 
 stays below n0 at any density.
 """
 
-from __future__ import annotations
+from typing import List, NamedTuple, Optional, Tuple
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from muse_ff.data.graph import Graph, LevelTopology
-from muse_ff.data.neighbors import neighbor_list
+from muse_ff.data.graph import LevelTopology
+from muse_ff.data.torch_neighbors import radius_graph
 from muse_ff.errors import NonFiniteError
 from muse_ff.nn.backbones.base import BackboneOutput
 from muse_ff.nn.heads import EnergyHead
@@ -49,47 +47,53 @@ from muse_ff.nn.radial import inner_switch, smooth_cutoff
 CORE = (0.5, 1.5)
 
 
-@dataclass
-class PoolState:
-    """One coarse level of one forward pass. P assignment pairs, n fine nodes, m coarse nodes."""
+class PoolState(NamedTuple):
+    """One coarse level of one forward pass: what a level hands to the next (and, top-down, back).
+    P assignment pairs, n fine nodes, m coarse nodes. A named tuple, so TorchScript takes it as it is."""
 
-    pair_fine: torch.Tensor  # [P] fine node index
-    pair_coarse: torch.Tensor  # [P] coarse node index
-    weights: torch.Tensor  # [P] w_ic, sum over each fine node's pairs = 1
-    mass: torch.Tensor  # [m] sum_i w_ic
-    positions: torch.Tensor  # [m, 3] coarse positions X_c (Å)
-    batch: torch.Tensor  # [m] frame of each coarse node
-    scalars: torch.Tensor  # [m, F] pooled features
-    vectors: torch.Tensor | None  # [m, 3, F_v] pooled vector features
-    edge_index: torch.Tensor  # [2, e] coarse radius graph
-    shifts: torch.Tensor  # [e, 3] integer cell shifts of coarse edges
+    pair_fine: Tensor  # [P] fine node index
+    pair_coarse: Tensor  # [P] coarse node index
+    weights: Tensor  # [P] w_ic, sum over each fine node's pairs = 1
+    mass: Tensor  # [m] sum_i w_ic
+    positions: Tensor  # [m, 3] coarse positions X_c (Å)
+    batch: Tensor  # [m] frame of each coarse node
+    scalars: Tensor  # [m, F] pooled features
+    vectors: Optional[Tensor]  # [m, 3, F_v] pooled vector features
+    edge_index: Tensor  # [2, e] coarse radius graph (receiver, sender)
+    shifts: Tensor  # [e, 3] integer cell shifts of coarse edges (in the positions' dtype)
     num_fine: int
 
-    def distribute(self, coarse_values: torch.Tensor) -> torch.Tensor:
+    def distribute(self, coarse_values: Tensor) -> Tensor:
         """[m] values of coarse nodes -> [n] shares of fine nodes (sums are preserved)."""
-        w = self.weights.to(coarse_values.dtype)
-        share = w * (coarse_values / self.mass.to(coarse_values.dtype))[self.pair_coarse]
-        return coarse_values.new_zeros(self.num_fine).index_add_(0, self.pair_fine, share)
+        return distribute(self, coarse_values)
 
 
-def _ranges(batch: torch.Tensor, num_frames: int) -> list[tuple[int, int]]:
-    counts = torch.bincount(batch, minlength=num_frames).tolist()
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(int)
-    return [(int(starts[b]), int(starts[b + 1])) for b in range(num_frames)]
+def distribute(state: PoolState, coarse_values: Tensor) -> Tensor:
+    """[m] values of coarse nodes -> [n] shares of the fine nodes of ``state`` (sums are preserved)."""
+    w = state.weights.to(coarse_values.dtype)
+    share = w * (coarse_values / state.mass.to(coarse_values.dtype))[state.pair_coarse]
+    return coarse_values.new_zeros(state.num_fine).index_add_(0, state.pair_fine, share)
 
 
-def seed_positions(topo: LevelTopology, positions: torch.Tensor, batch: torch.Tensor, cell: torch.Tensor):
+def unpool(state: PoolState, message: Tensor) -> Tensor:
+    """[m, F] per-coarse-node messages -> [n, F] sum_c w_ic message_c for the fine nodes."""
+    msg = state.weights[:, None] * message[state.pair_coarse]
+    return msg.new_zeros(state.num_fine, msg.shape[1]).index_add_(0, state.pair_fine, msg)
+
+
+def seed_positions(topo: LevelTopology, positions: Tensor, batch: Tensor, cell: Tensor) -> Tensor:
     """[m, 3] centroid of each coarse node's seed group (unwrapped through its members' images)."""
     m_atom, m_node = topo.member_atom, topo.member_node
+    num_nodes = int(topo.ref_atom.shape[0])
     ref = positions[topo.ref_atom]
     rel = (positions[m_atom] + torch.einsum("mk,mkl->ml", topo.member_shift.to(positions.dtype),
                                             cell[batch[m_atom]]) - ref[m_node])
-    count = torch.zeros(topo.num_nodes, dtype=positions.dtype, device=positions.device).index_add_(
+    count = torch.zeros(num_nodes, dtype=positions.dtype, device=positions.device).index_add_(
         0, m_node, torch.ones_like(rel[:, 0]))
-    return ref + rel.new_zeros(topo.num_nodes, 3).index_add_(0, m_node, rel) / count[:, None]
+    return ref + rel.new_zeros(num_nodes, 3).index_add_(0, m_node, rel) / count[:, None]
 
 
-def _normalise(logit: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+def _normalise(logit: Tensor, index: Tensor, n: int) -> Tensor:
     """Softmax of ``logit`` within each group of equal ``index`` (every group non-empty)."""
     with torch.no_grad():
         top = logit.new_full((n,), -torch.inf).scatter_reduce_(0, index, logit, reduce="amax")
@@ -97,20 +101,26 @@ def _normalise(logit: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor
     return u / u.new_zeros(n).index_add_(0, index, u)[index]
 
 
-def _coarse_graph(graph, positions, batch, cutoff):
-    """Radius graph of coarse nodes (detached positions, periodic images), per frame."""
-    pos = positions.detach().cpu().double().numpy()
-    if not np.isfinite(pos).all():
+def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, core: float
+                 ) -> Tuple[Tensor, Tensor]:
+    """Radius graph of coarse nodes (detached positions, periodic images, edges not longer than ``core``, the
+    inner radius of :data:`CORE`, left out), frame by frame; the nodes of each frame are contiguous. Shifts in
+    the positions' dtype."""
+    pos = positions.detach()
+    if not bool(torch.isfinite(pos).all()):
         raise NonFiniteError("a coarse level's positions are not finite (NaN or inf): the model's features "
                              "overflowed on this structure")
-    ei, sh = [], []
-    for b, (lo, hi) in enumerate(_ranges(batch, graph.num_frames)):
-        cell, pbc = graph.cell[b].detach().cpu().double().numpy(), graph.pbc[b].cpu().numpy()
-        i, j, s, _ = neighbor_list(pos[lo:hi], cell, pbc, cutoff)
-        ei.append(np.stack([i + lo, j + lo])), sh.append(s)
-    dev = positions.device
-    return (torch.as_tensor(np.concatenate(ei, axis=1), device=dev),
-            torch.as_tensor(np.concatenate(sh), device=dev, dtype=positions.dtype))
+    counts = torch.bincount(batch, minlength=int(cell.shape[0]))
+    ei: List[Tensor] = []
+    sh: List[Tensor] = []
+    lo = 0
+    for b in range(int(cell.shape[0])):
+        hi = lo + int(counts[b])
+        e, s = radius_graph(pos[lo:hi], cell[b], pbc[b], cutoff, core)
+        ei.append(e + lo)
+        sh.append(s)
+        lo = hi
+    return torch.cat(ei, dim=1), torch.cat(sh).to(positions.dtype)
 
 
 class CoarseLevel(nn.Module):
@@ -124,9 +134,11 @@ class CoarseLevel(nn.Module):
         self.sigma = float(sigma)  # ModelConfig.level_sigmas: the one place of its default
         self.ratio = float(config.ratio)
         self.saturation = float(config.saturation)
+        self.core = (float(CORE[0]), float(CORE[1]))
         self.query = nn.Linear(fine_features, affinity_features, bias=False)
         self.key = nn.Linear(fine_features, affinity_features, bias=False)
         self.backbone = backbone_factory(fine_features + 1, self.cutoff, fine_vectors)
+        self.pool_vectors = bool(self.backbone.vector_features)
         self.unpool_linear = nn.Linear(self.backbone.out_features, fine_features)
         self.head = EnergyHead(self.backbone.out_features, head_hidden)
         self._aff_scale = 1.0 / (3.0 * affinity_features**0.5)
@@ -135,44 +147,56 @@ class CoarseLevel(nn.Module):
             self.dispersion = nn.Sequential(nn.Linear(self.backbone.out_features, head_hidden), nn.SiLU(),
                                             nn.Linear(head_hidden, 1))
             self.dispersion_r0 = nn.Parameter(torch.tensor(3.0))  # damping radius (Å), used as |r0| + 1
+        else:
+            self.register_buffer("dispersion_r0", torch.zeros(()), persistent=False)  # unused
 
-    def edge_vectors(self, state: PoolState, cell) -> torch.Tensor:
+    def edge_vectors(self, state: PoolState, cell: Tensor) -> Tensor:
         """[e, 3] vectors (Å) along this level's coarse edges, periodic shifts included, in the model's dtype
         (formed in the dtype of the coarse positions, then rounded)."""
-        i, j = state.edge_index
+        i, j = state.edge_index[0], state.edge_index[1]
         return (state.positions[j] - state.positions[i]
                 + torch.einsum("ek,ekl->el", state.shifts, cell[state.batch[i]])).to(state.scalars.dtype)
 
-    def dispersion_energy(self, state: PoolState, cell, scalars: torch.Tensor) -> torch.Tensor:
+    def dispersion_energy(self, state: PoolState, cell: Tensor, scalars: Tensor) -> Tensor:
         """[m] learned damped dispersion energy (eV) of each coarse node (``levels[k].dispersion``).
 
         ``E = -sum_{I<J} c_I c_J f(R_IJ) / (R_IJ^6 + r0^6)`` over this level's coarse edges, with
         ``c_I = 10 softplus(MLP(h_I))`` >= 0 (eV^1/2 Å^3, geometric-mean C6 combination), a learned
         damping radius r0 and the level's C3 cutoff envelope f: attractive, decaying as -C6/R^6 far
         inside the cutoff, finite at short range, smooth everywhere. Each pair's energy is split
-        equally between its two nodes.
+        equally between its two nodes. Zero without ``dispersion``.
         """
-        c = 10.0 * nn.functional.softplus(self.dispersion(scalars).squeeze(-1))
-        r = self.edge_vectors(state, cell).norm(dim=-1)
+        dispersion = self.dispersion
+        if dispersion is None:
+            return scalars.new_zeros(scalars.shape[0])
+        c = 10.0 * nn.functional.softplus(dispersion(scalars).squeeze(-1))
+        r = torch.linalg.vector_norm(self.edge_vectors(state, cell), dim=-1)
         r0 = self.dispersion_r0.abs() + 1.0
-        i, j = state.edge_index
-        pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) * inner_switch(r, *CORE) / (r**6 + r0**6)
+        i, j = state.edge_index[0], state.edge_index[1]
+        pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) * inner_switch(r, self.core[0], self.core[1]) / (r**6 + r0**6)
         return 0.5 * pair.new_zeros(c.shape[0]).index_add_(0, i, pair)
 
-    def _affinity(self, h_fine, h_node):
+    def _affinity(self, h_fine: Tensor, h_node: Tensor) -> Tensor:
         return 3.0 * torch.tanh((self.query(h_fine) * self.key(h_node)).sum(-1) * self._aff_scale)
 
-    def pool(self, graph: Graph, k: int, atom_pos, fine_pos, cell, fine: BackboneOutput) -> PoolState:
-        """Pool level-k nodes (positions ``fine_pos``, backbone output ``fine``) into this level's nodes;
-        ``atom_pos`` [N, 3] are the atom positions the seeds are taken from."""
-        topo = graph.coarse[k]
-        nc, n = topo.num_nodes, fine_pos.shape[0]
-        batch_c = graph.batch[topo.ref_atom]
-        seed = seed_positions(topo, atom_pos, graph.batch, cell)
+    def pool(self, topo: LevelTopology, atom_batch: Tensor, atom_pos: Tensor, fine_pos: Tensor, cell: Tensor,
+             pbc: Tensor, fine_scalars: Tensor, fine_vectors: Optional[Tensor]) -> PoolState:
+        """Pool level-k nodes into this level's nodes.
+
+        Args:
+            topo: this level's discrete part (``graph.coarse[k]``).
+            atom_batch: [N] frame of each atom; ``cell`` [B, 3, 3] and ``pbc`` [B, 3] of each frame.
+            atom_pos: [N, 3] atom positions (the seeds are taken from them).
+            fine_pos: [n, 3] positions of the level-k nodes (atoms for k = 0).
+            fine_scalars, fine_vectors: the level-k backbone's output.
+        """
+        nc, n = int(topo.ref_atom.shape[0]), int(fine_pos.shape[0])
+        batch_c = atom_batch[topo.ref_atom]
+        seed = seed_positions(topo, atom_pos, atom_batch, cell)
         pf, pc = topo.pair_fine, topo.pair_coarse
         vec = (fine_pos[pf] + torch.einsum("pk,pkl->pl", topo.pair_shift.to(fine_pos.dtype), cell[batch_c[pc]])
                - seed[pc])
-        h = fine.scalars
+        h = fine_scalars
         # seeds, vectors and coarse positions stay in the geometry's dtype (float64 from the calculator: no
         # rounding of absolute coordinates); weights and features are in the model's
         base = (-(vec**2).sum(-1) / (2 * self.sigma**2)).to(h.dtype)
@@ -184,32 +208,27 @@ class CoarseLevel(nn.Module):
         wg, mg = w.to(vec.dtype), mass.to(vec.dtype)
         pos_c = seed + vec.new_zeros(nc, 3).index_add_(0, pc, wg[:, None] * vec) / mg[:, None]
         feats = h.new_zeros(nc, h.shape[1]).index_add_(0, pc, w[:, None] * h[pf]) / mass[:, None]
-        vecs = None
-        if fine.vectors is not None and self.backbone.vector_features:
-            vecs = fine.vectors.new_zeros(nc, *fine.vectors.shape[1:]).index_add_(
-                0, pc, w[:, None, None] * fine.vectors[pf]) / mass[:, None, None]
-        edge_index, edge_shifts = _coarse_graph(graph, pos_c, batch_c, self.cutoff)
-        with torch.no_grad():  # edges inside the core have weight exactly 0 and no defined direction
-            i, j = edge_index
-            r = (pos_c[j] - pos_c[i] + torch.einsum("ek,ekl->el", edge_shifts, cell[batch_c[i]])).norm(dim=-1)
-            keep = r > CORE[0]
-        edge_index, edge_shifts = edge_index[:, keep], edge_shifts[keep]
+        vecs: Optional[Tensor] = None
+        if fine_vectors is not None and self.pool_vectors:
+            vecs = fine_vectors.new_zeros([nc, fine_vectors.shape[1], fine_vectors.shape[2]]).index_add_(
+                0, pc, w[:, None, None] * fine_vectors[pf]) / mass[:, None, None]
+        edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0])
         return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
 
-    def run(self, state: PoolState, cell) -> BackboneOutput:
+    def run(self, state: PoolState, cell: Tensor) -> BackboneOutput:
         x = torch.cat([state.scalars, (state.mass / self.ratio).unsqueeze(-1)], dim=-1)
         vectors = self.edge_vectors(state, cell)
         return self.backbone(x, state.edge_index, vectors, state.vectors,
-                             edge_weights=self.edge_weights(state, vectors.norm(dim=-1)))
+                             edge_weights=self.edge_weights(state, torch.linalg.vector_norm(vectors, dim=-1)))
 
-    def edge_weights(self, state: PoolState, r: torch.Tensor) -> torch.Tensor:
+    def edge_weights(self, state: PoolState, r: Tensor) -> Tensor:
         """[e] weight of each coarse edge i <- j: inner switch x density normalisation (``saturation``)."""
-        s = inner_switch(r, *CORE)
+        s = inner_switch(r, self.core[0], self.core[1])
         n0 = self.saturation
-        rho = r.new_zeros(state.positions.shape[0]).index_add_(0, state.edge_index[0], s * smooth_cutoff(r, self.cutoff))
+        rho = r.new_zeros(state.positions.shape[0]).index_add_(0, state.edge_index[0],
+                                                               s * smooth_cutoff(r, self.cutoff))
         return s * (n0 / (n0 + rho))[state.edge_index[0]]
 
-    def unpool(self, state: PoolState, coarse_scalars: torch.Tensor) -> torch.Tensor:
+    def unpool(self, state: PoolState, coarse_scalars: Tensor) -> Tensor:
         """[m, F_c] coarse features -> [n, F_fine] context for the fine nodes."""
-        msg = state.weights[:, None] * self.unpool_linear(coarse_scalars)[state.pair_coarse]
-        return msg.new_zeros(state.num_fine, msg.shape[1]).index_add_(0, state.pair_fine, msg)
+        return unpool(state, self.unpool_linear(coarse_scalars))
