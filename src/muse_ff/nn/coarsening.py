@@ -39,14 +39,13 @@ construction: every atom is within ``hops`` bonds of a seed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from ase.data import covalent_radii
-from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.sparse.csgraph import breadth_first_order, connected_components, dijkstra
 
 from muse_ff.data.graph import LevelTopology
 from muse_ff.data.neighbors import neighbor_list
@@ -105,26 +104,37 @@ def bond_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc
 
 
 def _unwrap(n, i, j, s, comp) -> np.ndarray:
-    """[n, 3] integer image of each atom reached from its component's root along a spanning tree of bonds."""
+    """[n, 3] integer image of each atom reached from its component's root (its lowest atom) along the
+    breadth-first spanning tree of bonds (neighbours in (atom, neighbour) order, the first bonded image of
+    each pair).
+
+    One breadth-first search over all components at once (a virtual node bonded to every root: each
+    component's visiting order is that of its own search), then the images summed along the tree by pointer
+    jumping: O(n log depth) array operations instead of a Python loop over the atoms.
+    """
     image = np.zeros((n, 3), dtype=np.int64)
-    seen = np.zeros(n, dtype=bool)
+    if n == 0:
+        return image
     order = np.lexsort((j, i))
     i, j, s = i[order], j[order], s[order]
-    starts = np.searchsorted(i, np.arange(n + 1))
-    for root in np.unique(comp, return_index=True)[1]:
-        seen[root] = True
-        frontier = [int(root)]
-        while frontier:
-            nxt = []
-            for a in frontier:
-                for e in range(starts[a], starts[a + 1]):
-                    b = j[e]
-                    if not seen[b]:
-                        seen[b] = True
-                        image[b] = image[a] + s[e]
-                        nxt.append(int(b))
-            frontier = nxt
-    return image
+    roots = np.unique(comp, return_index=True)[1]
+    indptr = np.append(np.searchsorted(i, np.arange(n + 1)), len(i) + len(roots))
+    indices = np.concatenate([j, roots]).astype(np.int32)
+    tree = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(n + 1, n + 1))
+    _, parent = breadth_first_order(tree, n, directed=True, return_predecessors=True)
+    parent = parent[:n].astype(np.int64)
+    is_root = parent == n
+    child = np.flatnonzero(~is_root)
+    edge = np.searchsorted(i * n + j, parent[child] * n + child)  # the first (parent, child) bond
+    offset = np.zeros((n, 3), dtype=np.int64)
+    offset[child] = s[edge]
+    up = np.where(is_root, np.arange(n), parent)
+    while True:
+        up_up = up[up]
+        offset += offset[up] * (up != up_up)[:, None]  # an ancestor that is a root adds nothing
+        if np.array_equal(up_up, up):
+            return offset
+        up = up_up
 
 
 # ---------------------------------------------------------------------------------------------- colours
@@ -142,19 +152,116 @@ def refine_colours(src: np.ndarray, dst: np.ndarray, initial: np.ndarray) -> np.
 
     Two nodes get the same label when they have the same initial colour and, recursively, the same multiset
     of neighbour colours. Labels are ranks of sorted signatures, so they do not depend on the node order.
+
+    Each round labels every node by the rank of (its colour, the wrapping uint64 sum of splitmix64 of its
+    neighbours' colours) in lexicographic order, until the number of classes stops growing. Only what can
+    change is computed (as in Hopcroft's partition refinement): after the first round, the signatures of
+    the nodes with an edge to a class that has just split off (every child of a split class but its largest
+    one), and of one other member of each of their classes. The other members' signatures are equal to
+    that one's: their neighbours' classes, counted, are those of the round before (where they were equal),
+    except that what went to the largest child of a split class is now counted there. So a long chain,
+    whose refinement takes as many rounds as it has bonds, costs O(n) array work per round, not a sort.
     """
-    colours = np.unique(initial, return_inverse=True)[1].astype(np.int64)
-    count = int(colours.max()) + 1 if len(colours) else 0
-    while True:
-        agg = np.zeros(len(colours), dtype=np.uint64)
-        np.add.at(agg, src, _mix(colours[dst]))
-        keys = np.stack([colours.astype(np.uint64), agg], axis=1)
-        new = np.unique(keys, axis=0, return_inverse=True)[1].ravel().astype(np.int64)
-        new_count = int(new.max()) + 1 if len(new) else 0
-        colours = new
-        if new_count == count:
-            return colours
-        count = new_count
+    colours = np.unique(initial, return_inverse=True)[1].astype(np.int64).ravel()
+    n = len(colours)
+    if n == 0:
+        return colours
+    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+    order = np.argsort(src, kind="stable")
+    nbr = dst[order]
+    deg = np.bincount(src, minlength=n)
+    start = np.cumsum(deg) - deg
+    rorder = np.argsort(dst, kind="stable")
+    rsrc = src[rorder]
+    rdeg = np.bincount(dst, minlength=n)
+    rstart = np.cumsum(rdeg) - rdeg
+    count = int(colours.max()) + 1
+
+    def gather(nodes, d, first, table):  # the edges of ``nodes``, contiguous per node
+        d = d[nodes]
+        total = int(d.sum())
+        rep = np.repeat(np.arange(len(nodes)), d)
+        return table[first[nodes][rep] + np.arange(total) - np.repeat(np.cumsum(d) - d, d)], d
+
+    def signature(nodes):  # uint64 sum of _mix(neighbour colour) of each node
+        out = np.zeros(len(nodes), dtype=np.uint64)
+        vals, d = gather(nodes, deg, start, nbr)
+        if len(vals):
+            nz = np.flatnonzero(d)
+            out[nz] = np.add.reduceat(_mix(colours[vals]), (np.cumsum(d) - d)[nz])
+        return out
+
+    touched = np.arange(n)  # first round: every node
+    while len(touched):
+        k = count
+        sig = signature(touched)
+        cls_t = colours[touched]
+        size = np.bincount(colours, minlength=k)
+        n_touched = np.bincount(cls_t, minlength=k)
+        in_t = np.zeros(n, dtype=bool)
+        in_t[touched] = True
+        rest = (n_touched > 0) & (n_touched < size)  # classes with untouched members: one stands for them
+        rep_cls = np.zeros(0, dtype=np.int64)
+        rep_sig = np.zeros(0, dtype=np.uint64)
+        if rest.any():
+            cand = np.flatnonzero(rest[colours] & ~in_t)
+            rep_cls, first = np.unique(colours[cand], return_index=True)
+            rep_sig = signature(cand[first])
+        ent_c = np.concatenate([cls_t, rep_cls])
+        ent_s = np.concatenate([sig, rep_sig])
+        o = np.lexsort((ent_s, ent_c))
+        sc, ss = ent_c[o], ent_s[o]
+        new_cls = np.ones(len(o), dtype=bool)
+        new_cls[1:] = sc[1:] != sc[:-1]
+        new_grp = new_cls.copy()
+        new_grp[1:] |= ss[1:] != ss[:-1]
+        gid = np.cumsum(new_grp) - 1
+        cls_first = np.maximum.accumulate(np.where(new_cls, gid, 0))
+        child_sorted = gid - cls_first
+        child = np.empty(len(o), dtype=np.int64)
+        child[o] = child_sorted
+        n_ch = np.ones(k, dtype=np.int64)
+        n_ch[sc[new_cls]] = np.diff(np.append(gid[new_cls], gid[-1] + 1))
+        if (n_ch == 1).all():
+            break
+        extra = n_ch - 1
+        base = np.arange(k) + np.cumsum(extra) - extra
+        child_t, child_rep = child[:len(touched)], child[len(touched):]
+        j_rest = np.zeros(k, dtype=np.int64)
+        j_rest[rep_cls] = child_rep
+        new = base[colours] + j_rest[colours]
+        new[touched] = base[cls_t] + child_t
+        # the next round touches the nodes with an edge to a child that is not its class's largest
+        split = n_ch > 1
+        child_size = np.bincount(new, minlength=k + int(extra.sum()))
+        largest = np.zeros(k, dtype=np.int64)
+        kids = np.flatnonzero(split)
+        kid_of = np.repeat(kids, n_ch[kids])
+        kid_label = base[kid_of] + np.arange(len(kid_of)) - np.repeat(np.cumsum(n_ch[kids]) - n_ch[kids], n_ch[kids])
+        best = np.lexsort((kid_label, -child_size[kid_label], kid_of))
+        firsts = np.ones(len(best), dtype=bool)
+        firsts[1:] = kid_of[best][1:] != kid_of[best][:-1]
+        largest[kid_of[best][firsts]] = kid_label[best][firsts]
+        marked = np.flatnonzero(split[colours] & (new != largest[colours]))
+        colours, count = new, k + int(extra.sum())
+        if len(marked) == 0:
+            break
+        into, _ = gather(marked, rdeg, rstart, rsrc)
+        touched = _unique(into)
+    return colours
+
+
+def _ranks(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
+    """Dense rank of every (major, minor) pair in lexicographic order (minor compared as unsigned)."""
+    order = np.lexsort((minor, major))
+    a, b = major[order], minor[order]
+    step = np.empty(len(order), dtype=np.int64)
+    if len(order):
+        step[0] = 0
+        step[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.cumsum(step)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -165,17 +272,37 @@ def _hops_from(adj: sp.csr_matrix, sources: np.ndarray, limit: float = np.inf) -
 
 
 def _merge_groups(adj: sp.csr_matrix, members: np.ndarray, merge: int) -> list[np.ndarray]:
-    """Split class members into groups: connected components of 'within ``merge`` bonds of each other'."""
+    """Split class members into groups: connected components of 'within ``merge`` bonds of each other'.
+
+    A breadth-first ball of ``merge`` bonds around each member (all members at once, as (member, atom)
+    keys): O(members x ball) work, never the whole graph per member."""
     if merge <= 0 or len(members) == 1:
         return [members[k:k + 1] for k in range(len(members))]
-    n = adj.shape[0]
-    reach = sp.csr_matrix((np.ones(len(members)), (np.arange(len(members)), members)), shape=(len(members), n))
-    step = (adj + sp.identity(n, format="csr")).astype(bool).astype(np.float64)
+    n, k = adj.shape[0], len(members)
+    indptr, indices = adj.indptr, adj.indices
+    who, atom = np.arange(k, dtype=np.int64), members.astype(np.int64)
+    seen = who * n + atom  # sorted: members ascending
     for _ in range(merge):
-        reach = (reach @ step).astype(bool).astype(np.float64)
-    links = reach[:, members]
+        deg = indptr[atom + 1] - indptr[atom]
+        total = int(deg.sum())
+        if total == 0:
+            break
+        rep = np.repeat(np.arange(len(atom)), deg)
+        edge = indptr[atom][rep] + np.arange(total) - np.repeat(np.cumsum(deg) - deg, deg)
+        new = _unique(who[rep] * n + indices[edge])
+        new = new[~np.isin(new, seen, assume_unique=True)]
+        if len(new) == 0:
+            break
+        seen = np.union1d(seen, new)
+        who, atom = new // n, new % n
+    who, atom = seen // n, seen % n
+    slot = np.searchsorted(members, atom)
+    hit = (slot < k) & (members[np.minimum(slot, k - 1)] == atom)
+    links = sp.csr_matrix((np.ones(int(hit.sum())), (who[hit], slot[hit])), shape=(k, k))
     _, label = connected_components(links, directed=False)
-    return [members[label == g] for g in range(int(label.max()) + 1)]
+    order = np.argsort(label, kind="stable")
+    bounds = np.searchsorted(label[order], np.arange(int(label.max()) + 2))
+    return [members[order[bounds[g]:bounds[g + 1]]] for g in range(len(bounds) - 1)]
 
 
 def _select_component(adj: sp.csr_matrix, colours: np.ndarray, src, dst, target: int, hops: int,
@@ -198,38 +325,89 @@ def _select_component(adj: sp.csr_matrix, colours: np.ndarray, src, dst, target:
     dist = np.full(n, np.inf)
     taken = np.zeros(n, dtype=bool)
     groups: list[np.ndarray] = []
+    # Per class (labels made dense, same order): its free members (``size``) and their nearest score
+    # (``best``: depth before the first seed, then hops to the seeds). Hops only shrink and classes leave
+    # whole, so both are kept up to date from what changes; only a crystal's refinement recounts them.
+    label = np.unique(colours, return_inverse=True)[1].astype(np.int64).ravel()
+    order, bounds, size, best = _class_index(label, taken, depth)
     while not (len(groups) >= target and dist.max() <= hops):
-        free = np.flatnonzero(~taken)
-        if len(free) == 0:
+        if not size.any():
             break
-        score = depth if not groups else dist
-        cls, inv = np.unique(colours[free], return_inverse=True)
-        best_of = np.full(len(cls), np.inf)
-        np.minimum.at(best_of, inv, score[free])
-        size = np.bincount(inv, minlength=len(cls))
-        if groups:
-            eligible = best_of >= separation
-            if not eligible.any():
-                break
-        else:
-            eligible = np.ones(len(cls), dtype=bool)
-        pick = np.lexsort((cls, size, -best_of))  # farthest, then smaller, then canonical label
-        pick = pick[eligible[pick]][0]
-        members = free[inv == pick]
+        score = np.where(size > 0, best, -np.inf)
+        top = score.max()  # farthest, then smaller, then canonical label (the lowest)
+        if groups and not top >= separation:
+            break
+        cand = score == top
+        pick = int(np.flatnonzero(cand & (size == size[cand].min()))[0])
+        members = order[bounds[pick]:bounds[pick + 1]]
+        members = members[~taken[members]]
         new = _merge_groups(adj, members, merge)
         over = len(groups) + len(new) > budget and len(new) > 1
         if over and groups and dist.max() <= hops:
             break  # covered already: fewer seeds than the target rather than a broken symmetry
+        recount = not groups
         if over and percolating:
             new = [members[:1]]  # a crystal: individualise one member (lowest index), then refine
             taken[members[0]] = True
-            colours = refine_colours(src, dst, colours * 2 + taken)
+            label = refine_colours(src, dst, label * 2 + taken)
+            recount = True
         else:
             taken[members] = True  # whole class (a finite molecule keeps its symmetry even over budget)
+            size[pick] = 0
         groups.extend(new)
-        fresh = np.concatenate(new)
-        dist = np.minimum(dist, _hops_from(adj, fresh, limit=dist.max() if np.isfinite(dist.max()) else np.inf))
+        changed = _relax(adj, dist, np.concatenate(new))
+        if recount:
+            order, bounds, size, best = _class_index(label, taken, dist)
+        else:
+            changed = changed[~taken[changed]]
+            np.minimum.at(best, label[changed], dist[changed])
     return groups
+
+
+def _class_index(label, taken, score):
+    """Members of each class (``order[bounds[c]:bounds[c + 1]]``, ascending), its free count and the lowest
+    ``score`` of its free members."""
+    k = int(label.max()) + 1
+    order = np.argsort(label, kind="stable")
+    bounds = np.searchsorted(label[order], np.arange(k + 1))
+    free = ~taken
+    size = np.bincount(label[free], minlength=k)
+    best = np.full(k, np.inf)
+    np.minimum.at(best, label[free], score[free])
+    return order, bounds, size, best
+
+
+#: breadth-first levels :func:`_relax` walks in numpy before handing the rest to scipy's search
+_RELAX_LEVELS = 16
+
+
+def _relax(adj: sp.csr_matrix, dist: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """``dist = min(dist, hops from seeds)`` in place, by a breadth-first search that goes on only where it
+    shortens ``dist`` (O(what changes), not O(n) per call); returns the nodes it changed."""
+    indptr, indices = adj.indptr, adj.indices
+    frontier = _unique(seeds.astype(np.int64))
+    frontier = frontier[dist[frontier] > 0]
+    dist[frontier] = 0
+    out, d = [frontier], 0
+    while len(frontier):
+        if d == _RELAX_LEVELS:  # far to go (a long chain): the rest in C, from the nodes reached so far
+            reach = d + _hops_from(adj, frontier, limit=float(dist.max()) - d)
+            better = np.flatnonzero(reach < dist)
+            dist[better] = reach[better]
+            out.append(better)
+            break
+        d += 1
+        deg = indptr[frontier + 1] - indptr[frontier]
+        total = int(deg.sum())
+        if total == 0:
+            break
+        rep = np.repeat(np.arange(len(frontier)), deg)
+        nb = indices[indptr[frontier][rep] + np.arange(total) - np.repeat(np.cumsum(deg) - deg, deg)]
+        nb = _unique(nb[dist[nb] > d])
+        dist[nb] = d
+        frontier = nb
+        out.append(nb)
+    return np.concatenate(out)
 
 
 @dataclass
@@ -248,39 +426,67 @@ def select_groups(bg: BondGraph, colours: np.ndarray, ratio: float, hops: int,
                   finer: Groups | None = None) -> Groups:
     """Seed groups of one coarse level (``ratio``: atoms per coarse node, accumulated over levels;
     ``colours``: the symmetry classes of the atoms, :func:`refine_colours` of the bond graph;
-    ``finer``: the finer coarse level's groups, if any)."""
-    finer_count = None if finer is None else np.bincount(finer.component, minlength=len(bg.percolating))
+    ``finer``: the finer coarse level's groups, if any).
+
+    Nodes come component by component, each component's groups in the order chosen, each group's atoms
+    ascending, its reference atom the lowest."""
+    n_comp = len(bg.percolating)
+    finer_count = None if finer is None else np.bincount(finer.component, minlength=n_comp)
     by_comp = np.argsort(bg.component, kind="stable")  # atoms of each component contiguous, in index order
-    bounds = np.searchsorted(bg.component[by_comp], np.arange(len(bg.percolating) + 1))
-    local = np.empty(bg.n, dtype=np.int64)
-    local[by_comp] = np.arange(bg.n)
-    adj = sp.csr_matrix((np.ones(len(bg.src)), (local[bg.src], local[bg.dst])), shape=(bg.n, bg.n))
-    edge_order = np.argsort(local[bg.src], kind="stable")
-    esrc, edst = local[bg.src][edge_order], local[bg.dst][edge_order]
-    ebounds = np.searchsorted(esrc, bounds)
-    atom, node, ref, comp_of = [], [], [], []
-    for c in range(len(bg.percolating)):
-        lo, hi = int(bounds[c]), int(bounds[c + 1])
-        atoms = by_comp[lo:hi]
-        target = max(1, math.ceil(len(atoms) / ratio - 1e-9))
-        if target <= 1 and not bg.percolating[c]:
-            chosen = [np.arange(len(atoms))]
-        else:
+    bounds = np.searchsorted(bg.component[by_comp], np.arange(n_comp + 1))
+    size = np.diff(bounds)
+    target = np.maximum(1, np.ceil(size / ratio - 1e-9)).astype(np.int64)
+    whole = (target <= 1) & ~bg.percolating  # one node of all its atoms: no search
+    nodes = np.ones(n_comp, dtype=np.int64)
+    chosen_of: dict[int, list[np.ndarray]] = {}
+    todo = np.flatnonzero(~whole)
+    if len(todo):
+        local = np.empty(bg.n, dtype=np.int64)
+        local[by_comp] = np.arange(bg.n)
+        lsrc, ldst = local[bg.src], local[bg.dst]
+        adj = sp.csr_matrix((np.ones(len(bg.src)), (lsrc, ldst)), shape=(bg.n, bg.n))
+        edge_order = np.lexsort((ldst, lsrc))  # the order of a node's bonds changes nothing
+        esrc, edst = lsrc[edge_order], ldst[edge_order]
+        ebounds = np.searchsorted(esrc, bounds)
+        # The seed groups of a component (in its local atom order) are a function of its size, target,
+        # crystal flag, finer count, local bonds and the order of its colour labels only: identical
+        # components (the molecules of a liquid, the sheets of graphite) are chosen once.
+        done: dict[tuple, list[np.ndarray]] = {}
+        for c in todo.tolist():
+            lo, hi = int(bounds[c]), int(bounds[c + 1])
             e0, e1 = int(ebounds[c]), int(ebounds[c + 1])
-            chosen = _select_component(adj[lo:hi, lo:hi].tocsr(), colours[atoms], esrc[e0:e1] - lo,
-                                       edst[e0:e1] - lo, target, hops, bool(bg.percolating[c]),
-                                       None if finer_count is None else int(finer_count[c]))
-        for g in chosen:
-            members = atoms[np.sort(g)]
-            atom.append(members)
-            node.append(np.full(len(members), len(ref), dtype=np.int64))
-            ref.append(int(members[0]))
-            comp_of.append(c)
-    member_atom = np.concatenate(atom).astype(np.int64) if atom else np.zeros(0, dtype=np.int64)
-    ref = np.asarray(ref, dtype=np.int64)
-    member_node = np.concatenate(node) if node else np.zeros(0, dtype=np.int64)
+            atoms = by_comp[lo:hi]
+            ranks = np.unique(colours[atoms], return_inverse=True)[1].astype(np.int64)
+            finer_c = None if finer_count is None else int(finer_count[c])
+            key = (hi - lo, int(target[c]), bool(bg.percolating[c]), finer_c, ranks.tobytes(),
+                   (esrc[e0:e1] - lo).tobytes(), (edst[e0:e1] - lo).tobytes())
+            chosen = done.get(key)
+            if chosen is None:
+                chosen = _select_component(adj[lo:hi, lo:hi].tocsr(), colours[atoms], esrc[e0:e1] - lo,
+                                           edst[e0:e1] - lo, int(target[c]), hops, bool(bg.percolating[c]),
+                                           finer_c)
+                chosen = [np.sort(g) for g in chosen]
+                done[key] = chosen
+            chosen_of[c] = chosen
+            nodes[c] = len(chosen)
+    first = np.cumsum(nodes) - nodes  # first node of each component
+    # members: the atoms of whole components (node: their component's), then those of searched ones
+    in_whole = whole[bg.component[by_comp]]
+    atom_parts, node_parts = [by_comp[in_whole]], [first[bg.component[by_comp[in_whole]]]]
+    for c, chosen in chosen_of.items():
+        atoms = by_comp[bounds[c]:bounds[c + 1]]
+        for k, g in enumerate(chosen):
+            atom_parts.append(atoms[g])
+            node_parts.append(np.full(len(g), first[c] + k, dtype=np.int64))
+    member_atom = np.concatenate(atom_parts).astype(np.int64)
+    member_node = np.concatenate(node_parts).astype(np.int64)
+    order = np.argsort(member_node, kind="stable")
+    member_atom, member_node = member_atom[order], member_node[order]
+    starts = np.searchsorted(member_node, np.arange(int(nodes.sum())))
+    ref = member_atom[starts]
+    comp_of = np.repeat(np.arange(n_comp, dtype=np.int64), nodes)
     shift = bg.image[member_atom] - bg.image[ref[member_node]]
-    return Groups(member_atom, member_node, shift, ref, np.asarray(comp_of, dtype=np.int64))
+    return Groups(member_atom, member_node, shift, ref, comp_of)
 
 
 def singletons(n: int, component: np.ndarray) -> Groups:
@@ -311,6 +517,22 @@ def _unpack(key: np.ndarray, n: int, base: int):
     return rest // n, rest % n, s
 
 
+def _unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an int64 array by one sort (numpy's hashing unique is several times slower here)."""
+    x = np.sort(x)
+    keep = np.ones(len(x), dtype=bool)
+    keep[1:] = x[1:] != x[:-1]
+    return x[keep]
+
+
+def _contains(sorted_set: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Whether each of ``x`` is in the sorted array ``sorted_set``."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(x), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, x), len(sorted_set) - 1)
+    return sorted_set[pos] == x
+
+
 def _key_base(bg: BondGraph, fine: Groups, coarse: Groups, hops: int) -> int:
     """Base of the packed image components in :func:`assignment_pairs`: more than twice the largest image
     a pair can reach (its coarse node's member image, ``hops`` bonds, minus its fine node's member image).
@@ -339,7 +561,7 @@ def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
     order = np.lexsort((bg.dst, bg.src))
     src, dst, sh = bg.src[order], bg.dst[order], bg.shift[order]
     starts = np.searchsorted(src, np.arange(n + 1))
-    frontier = np.unique(_pack(coarse.member_node, coarse.member_atom, coarse.member_shift, n, base))
+    frontier = _unique(_pack(coarse.member_node, coarse.member_atom, coarse.member_shift, n, base))
     visited = frontier
     budget, work = MAX_SEARCH_BASE + MAX_SEARCH_PER_ATOM * n, 0
     for hop in range(hops):
@@ -354,9 +576,9 @@ def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
                 f"use a supercell or fewer `hops`")
         rep = np.repeat(np.arange(len(frontier)), deg)
         edge = starts[atom][rep] + np.arange(int(deg.sum())) - np.repeat(np.cumsum(deg) - deg, deg)
-        new = np.unique(_pack(node[rep], dst[edge], s[rep] + sh[edge], n, base))
-        new = new[~np.isin(new, visited, assume_unique=True)]
-        visited = np.union1d(visited, new)
+        new = _unique(_pack(node[rep], dst[edge], s[rep] + sh[edge], n, base))
+        new = new[~_contains(visited, new)]
+        visited = np.sort(np.concatenate([visited, new]), kind="stable")  # a merge of two sorted runs
         frontier = new
     node, atom, s = _unpack(visited, n, base)
     member_of = np.full(n, -1, dtype=np.int64)
@@ -365,7 +587,7 @@ def assignment_pairs(bg: BondGraph, fine: Groups, coarse: Groups, hops: int):
     ok = k >= 0
     fine_node = fine.member_node[k[ok]]
     image = s[ok] - fine.member_shift[k[ok]]
-    keys = np.unique(_pack(node[ok], fine_node, image, n, base))
+    keys = _unique(_pack(node[ok], fine_node, image, n, base))
     c, f, img = _unpack(keys, n, base)
     missing = np.setdiff1d(np.arange(len(fine.ref_atom)), f)
     if missing.size:  # cannot happen by construction; fail loudly if it ever does
@@ -401,15 +623,23 @@ def frame_topology(positions, numbers, cell, pbc, ratios, hops, min_nodes=None):
 
 def add_topology(graph, ratios: list[float], hops: list[int], min_nodes: list[int]):
     """Return ``graph`` (a :class:`~muse_ff.data.graph.Graph`) with ``component`` and ``coarse`` filled,
-    frame by frame."""
+    frame by frame (and, as :meth:`Graph.frame` gives them, no charge groups: they follow from the
+    components)."""
+    from dataclasses import replace
+
     from muse_ff.data.atoms import collate
 
+    def topology(sub):
+        return frame_topology(
+            sub.positions.detach().cpu().double().numpy(), sub.species.cpu().numpy(),
+            sub.cell[0].detach().cpu().double().numpy(), sub.pbc[0].cpu().numpy(), ratios, hops, min_nodes)
+
+    if graph.num_frames == 1:  # the frame is the graph: no copy of its edges (Graph.frame masks all of them)
+        comp, levels = topology(graph)
+        return replace(graph, component=comp, coarse=levels, charge_group=None, group_charge=None)
     frames = []
     for b in range(graph.num_frames):
         sub = graph.frame(b)
-        comp, levels = frame_topology(
-            sub.positions.detach().cpu().double().numpy(), sub.species.cpu().numpy(),
-            sub.cell[0].detach().cpu().double().numpy(), sub.pbc[0].cpu().numpy(), ratios, hops, min_nodes)
-        sub.component, sub.coarse = comp, levels
+        sub.component, sub.coarse = topology(sub)
         frames.append(sub)
-    return frames[0] if len(frames) == 1 else collate(frames)
+    return collate(frames)
