@@ -209,3 +209,21 @@ def test_every_backbone_exports_with_its_coarse_levels(name, tmp_path, monkeypat
     atoms = _mixed()
     path = export_model(model, tmp_path / "m.pt", structure=atoms)
     _close(_reference(model, atoms), _exported(path, atoms))
+
+
+def test_exported_file_runs_without_importing_muse(tmp_path):
+    """What a user of the exported file needs is metatomic: the MuSE code is inside the TorchScript file."""
+    import subprocess
+    import sys
+
+    model, atoms = _model(), _free()
+    path = export_model(model, tmp_path / "m.pt", structure=atoms)
+    atoms.write(tmp_path / "s.xyz")
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); import ase.io; "
+            "from metatomic_ase import MetatomicCalculator; "
+            f"a = ase.io.read({str(tmp_path / 's.xyz')!r}); a.calc = MetatomicCalculator({str(path)!r}); "
+            "e = a.get_potential_energy(); assert 'muse_ff' not in sys.modules; print(repr(float(e)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    e0, _, _ = _reference(model, atoms)
+    assert abs(float(out.stdout.strip().splitlines()[-1]) - e0) <= 1e-6 * max(1.0, abs(e0))
