@@ -74,7 +74,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from muse_ff import MuSECalculator, build_model
-    from muse_ff.export import export_model
 
     torch.manual_seed(0)
     models = {"PaiNN": build_model({"backbone": PAINN, "levels": []}).eval(),
@@ -87,6 +86,8 @@ def main(argv=None) -> int:
         calcs = {k: MuSECalculator(m) for k, m in models.items()}
         if not args.no_export:
             from metatomic_ase import MetatomicCalculator
+
+            from muse_ff.export import export_model
 
             tmp = Path(tempfile.mkdtemp())
             for k, m in models.items():
