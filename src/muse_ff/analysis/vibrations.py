@@ -40,8 +40,11 @@ class HarmonicAnalysis:
     rigid_cm1: np.ndarray
 
 
-def _to_cm1(eigenvalues: np.ndarray) -> np.ndarray:
+def wavenumbers_cm1(eigenvalues: np.ndarray) -> np.ndarray:
+    """Harmonic wavenumbers (cm^-1; negative = imaginary) of mass-weighted Hessian eigenvalues (eV/Å^2/amu):
+    the one conversion of the library (:func:`harmonic_analysis`, the hessians dataset)."""
     return np.sign(eigenvalues) * np.sqrt(np.abs(eigenvalues)) * EV_A2_AMU_TO_CM1
+
 
 
 def _periodic(pbc) -> np.ndarray:
@@ -122,8 +125,8 @@ def harmonic_analysis(hessian: np.ndarray, masses: np.ndarray, positions: np.nda
     evals, evecs = np.linalg.eigh(basis.T @ hm @ basis)
     cart = inv_sq[:, None] * (basis @ evecs)  # back to Cartesian displacements
     cart /= np.linalg.norm(cart, axis=0, keepdims=True)
-    return HarmonicAnalysis(frequencies_cm1=_to_cm1(evals), modes=cart.T.reshape(-1, n, 3),
-                            rigid_cm1=_to_cm1(rigid))
+    return HarmonicAnalysis(frequencies_cm1=wavenumbers_cm1(evals), modes=cart.T.reshape(-1, n, 3),
+                            rigid_cm1=wavenumbers_cm1(rigid))
 
 
 def write_modes(path, atoms, analysis: HarmonicAnalysis) -> None:

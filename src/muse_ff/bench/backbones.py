@@ -4,13 +4,14 @@ Six models train on the long-range dimers (``data/long-range-dimers``: GFN2-xTB,
 pairs with centres of mass 3-15 Å apart; train/valid/test in ``info["split"]``) through
 :func:`muse_ff.bench.common.train_pair`: the same frames, epochs, batch size, learning-rate schedule, loss
 weights, seed, float32 and 5 Å backbone cutoff for all. A backbone and its MuSE version differ only in
-``levels`` (:data:`~muse_ff.bench.common.MUSE_LEVELS`, the two coarse levels of the other benchmarks:
+``levels`` (:data:`~muse_ff.contestants.MUSE_LEVELS`, the two coarse levels of the other benchmarks:
 cutoffs 10 and 20 Å); the three backbones differ only in ``model.backbone`` (library defaults in the default
 and full modes, i.e. ``{name: ...}`` alone; tiny sizes in quick mode).
 
 Reported per model on the test split: parameters, training wall time (s), MAE of the energy (meV/atom) and
 forces (meV/Å), the MAE of the interaction energy E(AB) - E(A) - E(B) (meV, each model evaluating the rigid
-monomers itself; :func:`muse_ff.training.demo.evaluate_demo_model`) by centre-of-mass separation (<5, 5-10,
+monomers itself; :func:`muse_ff.analysis.quantities.interaction_energies` through
+:func:`muse_ff.training.demo.evaluate_demo_model`) by centre-of-mass separation (<5, 5-10,
 >10 Å: a plain 5 Å model is blind to most of the last two), and the mean wall time (ms) of one energy +
 forces evaluation of a single test frame through the ASE calculator. The interaction errors are also split
 by kind of pair (neutral, ion + neutral, the formate + methylammonium ion pair): the ion pair's ~1/r
@@ -28,18 +29,8 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import (
-    MUSE_LEVELS,
-    Budget,
-    Report,
-    fmt,
-    model_config,
-    pyplot,
-    save_figure,
-    slug,
-    train_pair,
-    training_config,
-)
+from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, training_config
+from muse_ff.contestants import backbone_pairs, slug
 
 DATA = "long-range-dimers/long-range-dimers.extxyz.xz"  # in the data folder
 #: mode -> {backbone label: ``model.backbone`` section}; default and full: each library's defaults
@@ -69,12 +60,9 @@ WARMUP = 3  # untimed evaluations before the timed ones
 
 
 def models(mode: str) -> dict[str, dict]:
-    """{name: ``model:`` section}: each backbone plain (``levels: []``) and as MuSE(backbone)."""
-    budget, out = BUDGETS[mode], {}
-    for label, backbone in SIZES[mode].items():
-        out[label] = model_config(budget, [], backbone)
-        out[f"MuSE({label})"] = model_config(budget, MUSE_LEVELS, backbone)
-    return out
+    """{name: ``model:`` section}: each backbone plain (``levels: []``) and as MuSE(backbone)
+    (:func:`muse_ff.contestants.backbone_pairs`)."""
+    return backbone_pairs(SIZES[mode], BUDGETS[mode].dtype)
 
 
 def backbone_hparams(backbone: dict) -> dict:

@@ -1,9 +1,9 @@
-"""What the three benchmarks share: sizes, training plain and MuSE the same way, thread control, reports.
+"""What the benchmarks share: sizes, training plain and MuSE the same way, thread control, reports.
 
-Every benchmark trains the contestants of :data:`MODELS` through :func:`train_pair`: the same data,
-backbone (features, layers, radial basis), epochs, loss weights and seed; the only differences are the
-coarse levels (MuSE) or the latent-Ewald long-range term (the baseline). Results go to
-``OUT/results.json`` and ``OUT/table.md`` and are printed as rich tables.
+Every benchmark trains its contestants through :func:`train_pair`: the same data, backbone (features, layers,
+radial basis), epochs, loss weights and seed; the only differences are the coarse levels (MuSE) or the
+long-range terms. The contestants come from the one registry, :mod:`muse_ff.contestants` (:data:`MODELS` is
+its ``bench`` suite). Results go to ``OUT/results.json`` and ``OUT/table.md`` and are printed as rich tables.
 """
 
 from __future__ import annotations
@@ -19,16 +19,12 @@ from ase import Atoms
 from rich.console import Console
 from rich.table import Table
 
+from muse_ff.contestants import SUITES, model_section, slug
 from muse_ff.io.serialization import atomic_write
 
-#: two coarse levels with the library defaults (ratio 8, cutoffs 10 and 20 Å): the 20 Å top cutoff covers
-#: every distance in the benchmarks (a molecule 12 Å above the flake edge is ~16 Å from its far atoms)
-MUSE_LEVELS: list[dict] = [{}, {}]
-#: the latent-Ewald baseline (Cheng 2025): one latent charge per atom, smearing 1 Å
-LES: dict = {"kind": "latent-ewald", "smearing": 1.0}
-#: the contestants, as overrides of the PaiNN ``model:`` section: plain, MuSE, and the long-range baseline
-MODELS: dict[str, dict] = {"PaiNN": {"levels": []}, "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
-                           "PaiNN+LES": {"levels": [], "long_range": LES}}
+#: the contestants of graphene, hessian, folding and speed: the registry's ``bench`` suite, as overrides of
+#: the PaiNN ``model:`` section (plain, MuSE, and the long-range baseline)
+MODELS: dict[str, dict] = SUITES["bench"]
 MODES = ("quick", "default", "full")
 
 
@@ -64,16 +60,18 @@ class Budget:
 def model_config(budget: Budget, levels: list[dict], backbone: dict | None = None) -> dict:
     """The ``model:`` section: a 5 Å backbone with ``levels``; ``backbone`` defaults to PaiNN of the budget's
     size (features, layers, num_basis)."""
-    if backbone is None:
-        backbone = {"name": "painn", "features": budget.features, "layers": budget.layers,
-                    "num_basis": budget.num_basis}
-    return {"backbone": dict(backbone), "cutoff": 5.0, "levels": levels, "dtype": budget.dtype}
+    return model_section({"levels": levels}, painn(budget) if backbone is None else backbone, budget.dtype)
+
+
+def painn(budget: Budget) -> dict:
+    """The ``model.backbone`` section of PaiNN of the budget's size."""
+    return {"name": "painn", "features": budget.features, "layers": budget.layers, "num_basis": budget.num_basis}
 
 
 def contestant_config(budget: Budget, spec: dict) -> dict:
-    """The ``model:`` section of one entry of :data:`MODELS` (``levels`` plus any other overrides)."""
-    spec = dict(spec)
-    return {**model_config(budget, spec.pop("levels", [])), **spec}
+    """The ``model:`` section of one registry entry (e.g. of :data:`MODELS`: ``levels`` plus any other
+    overrides) on PaiNN of the budget's size (:func:`muse_ff.contestants.model_section`)."""
+    return model_section(spec, painn(budget), budget.dtype)
 
 
 def training_config(budget: Budget, output_dir: Path) -> dict:
@@ -188,10 +186,6 @@ def _count_params(path: Path) -> int:
     from muse_ff.io.serialization import load_model
 
     return sum(p.numel() for p in load_model(path).parameters())
-
-
-def slug(name: str) -> str:
-    return name.replace("(", "_").replace(")", "").replace(" ", "_").replace("+", "_").lower()
 
 
 def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> str:

@@ -195,7 +195,7 @@ def teacher_calculator(top: Topology):
 def simulate_all(calculators: dict, start_structures: dict[str, Atoms], md: MDBudget, out: Path,
                  top: Topology, console: Console) -> dict[str, dict[str, dict]]:
     """{model: {start: analysed run}} for every calculator (teacher included) from every start."""
-    from muse_ff.bench.common import slug
+    from muse_ff.contestants import slug
 
     bond_list = bonds(top.reference)
     runs: dict[str, dict[str, dict]] = {}

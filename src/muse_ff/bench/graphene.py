@@ -3,9 +3,9 @@
 Both models train on the ``role=sample`` frames (train/valid splits; flake and periodic sheet) and are
 evaluated on the rigid ``role=curve`` (heights 2.8-12 Å) and ``role=scan`` frames. The binding energy is
 ``E(complex) - E(substrate) - E(molecule)`` with each model evaluating the rigid fragments itself, as the
-teacher's ``binding_energy`` does. Long-range tails are judged on the flake only: the periodic-sheet
-GFN1-xTB tail turns repulsive beyond ~8 Å, a teacher artefact (docs/DATASETS.md); periodic curves are
-reported below 8 Å.
+teacher's ``binding_energy`` does (the same fragments: :func:`muse_ff.analysis.quantities.substrate_and_molecule`).
+Long-range tails are judged on the flake only: the periodic-sheet GFN1-xTB tail turns repulsive beyond ~8 Å,
+a teacher artefact (docs/DATASETS.md); periodic curves are reported below 8 Å.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
+from muse_ff.analysis.quantities import binding_energies
 from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, trained_rows
 
 DATA = "molecule-graphene/molecule-graphene.extxyz.xz"  # in the data folder
@@ -44,24 +45,6 @@ def load(path: Path, quick: bool) -> dict[str, list[Atoms]]:
         out = {k: [a for a in v if keep(a)] for k, v in out.items()}
         out["test"] = out["test"][:2]
     return out
-
-
-def fragments(atoms: Atoms) -> tuple[Atoms, Atoms]:
-    """The rigid substrate (first ``n_substrate`` atoms, keeps the cell) and the free molecule."""
-    n = int(atoms.info["n_substrate"])
-    sub, mol = atoms[:n], atoms[n:]
-    mol.pbc, mol.cell = False, None
-    mol.positions -= mol.get_center_of_mass()
-    return sub, mol
-
-
-def binding_energies(model, frames: list[Atoms]) -> np.ndarray:
-    """[F] model binding energies (eV): E(complex) - E(substrate) - E(molecule), fragments rigid."""
-    from muse_ff.analysis.metrics import predict_energies
-
-    subs, mols = zip(*(fragments(a) for a in frames))
-    e = [predict_energies(model, list(fs), batch_size=8) for fs in (frames, subs, mols)]
-    return e[0] - e[1] - e[2]
 
 
 def _minimum(h: np.ndarray, e: np.ndarray) -> tuple[float, float]:

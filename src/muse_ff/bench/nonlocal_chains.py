@@ -31,18 +31,9 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import (
-    LES,
-    Budget,
-    Report,
-    contestant_config,
-    fmt,
-    pyplot,
-    save_figure,
-    slug,
-    train_pair,
-    trained_rows,
-)
+from muse_ff.bench.common import Budget, Report, fmt, painn, pyplot, save_figure, train_pair, trained_rows
+from muse_ff.contestants import NONLOCAL_LEVELS, SUITES, slug
+from muse_ff.contestants import contestants as registry_contestants
 from muse_ff.datasets import nonlocal_chains as chains
 
 DATA = "nonlocal-chains/nonlocal-chains.extxyz.xz"  # in the data folder
@@ -50,18 +41,12 @@ DATA = "nonlocal-chains/nonlocal-chains.extxyz.xz"  # in the data folder
 MAX_TRAIN_LENGTH = {"quick": 5, "default": 15, "full": 15}
 #: the issue's target range: test lengths of at least this many carbons are also reported apart
 LONG = 20
-#: three coarse levels: about one node per 4 atoms (cutoff 10 Å), per 8 (20 Å) and per 16 (40 Å): on a 24-carbon
-#: cumulene (~31 Å end to end) 7, 5 and 3 nodes, every top-level pair within its cutoff
-LEVELS: list[dict] = [{"cutoff": 10.0, "ratio": 4}, {"cutoff": 20.0, "ratio": 2}, {"cutoff": 40.0, "ratio": 2}]
-#: model.physical with the charge inputs (charges sum to each molecule's total, here 0)
-PHYSICAL: dict = {"physical": {}, "charges": True}
-#: the contestants, as overrides of the PaiNN ``model:`` section
-CONTESTANTS: dict[str, dict] = {
-    "PaiNN": {"levels": []},
-    "MuSE(PaiNN)": {"levels": LEVELS},
-    "PaiNN+LES": {"levels": [], "long_range": LES},
-    "PaiNN+physical": {"levels": [], **PHYSICAL},
-}
+#: three coarse levels reaching across a 24-carbon chain (:data:`muse_ff.contestants.NONLOCAL_LEVELS`)
+LEVELS: list[dict] = NONLOCAL_LEVELS
+#: the contestants, as overrides of the PaiNN ``model:`` section: the registry's ``nonlocal`` suite (PaiNN,
+#: MuSE(PaiNN) with :data:`LEVELS`, PaiNN+LES, PaiNN+physical with :data:`~muse_ff.contestants.PHYSICAL`:
+#: charges sum to each molecule's total, here 0)
+CONTESTANTS: dict[str, dict] = SUITES["nonlocal"]
 #: default: 3 PaiNN layers (the issue's "5 Å, 3-layer model", receptive field 15 Å), 100 epochs of the 243 training
 #: samples: one epoch of all four contestants takes ~7 s on one CPU thread, so 3 seeds fit about 40 min
 BUDGETS = {
@@ -283,7 +268,7 @@ def plot_parity(per_seed: dict[str, list[dict]], ref: dict, max_train_length: in
 # ---------------------------------------------------------------------------------------------- run
 def contestants(budget: Budget) -> dict[str, dict]:
     """{name: ``model:`` section} of every contestant with ``budget``'s PaiNN."""
-    return {name: {**contestant_config(budget, spec), "species": list(SPECIES)} for name, spec in CONTESTANTS.items()}
+    return registry_contestants("nonlocal", painn(budget), budget.dtype, species=list(SPECIES))
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,

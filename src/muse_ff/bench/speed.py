@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import MODELS, Report, contestant_config, fmt, save_figure
+from muse_ff.bench.common import MODELS, Report, contestant_config, fmt, pyplot, save_figure
 from muse_ff.bench.graphene import BUDGETS as GRAPHENE_BUDGETS
 
 #: mode -> (model steps, teacher steps, warm-up steps); quick mode does not time the teacher (xTB: seconds)
@@ -60,7 +60,8 @@ def time_md(atoms: Atoms, calculator, steps: int, warmup: int) -> float:
 
 
 def calculators(teacher: str, settings: dict, mode: str) -> dict:
-    """{name: factory} for the teacher and every model of :data:`MODELS`."""
+    """{name: factory} for the teacher and every model of :data:`~muse_ff.bench.common.MODELS` (the
+    registry's ``bench`` suite, :mod:`muse_ff.contestants`)."""
     from muse_ff import build_model
     from muse_ff.calculator import MuSECalculator
     from muse_ff.teachers import get_teacher
@@ -75,8 +76,6 @@ def calculators(teacher: str, settings: dict, mode: str) -> dict:
 
 def plot(results: dict, path: Path) -> Path:
     """Bar chart of ms per MD step (log scale), one group per system."""
-    from muse_ff.bench.common import pyplot
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = sorted({n for r in results.values() for n in r["seconds_per_step"]}, key=lambda n: n[:7] != "teacher")

@@ -117,15 +117,19 @@ def generate(cfg: DimerConfig, subset: bool, teacher: Teacher) -> list[Atoms]:
 
 
 def add_interaction_energies(frames: list[Atoms], teacher: Teacher, charges: dict[str, int]) -> None:
-    """Set ``info['interaction_energy']`` = E(AB) - E(A) - E(B) in eV, monomers at the dimer's geometry."""
+    """Set ``info['interaction_energy']`` = E(AB) - E(A) - E(B) in eV, monomers at the dimer's geometry
+    (:func:`muse_ff.analysis.quantities.interaction_energy`)."""
+    from muse_ff.analysis.quantities import interaction_energy
+
     for atoms in frames:
         a_name, b_name = atoms.info["system"].split("+")
         n = int(atoms.info["n_first"])
         mono_a, mono_b = atoms[:n], atoms[n:]
         mono_a.info = {"charge": charges[a_name]}
         mono_b.info = {"charge": charges[b_name]}
-        e_mono = teacher.label(mono_a).energy + teacher.label(mono_b).energy
-        atoms.info["interaction_energy"] = float(atoms.info["REF_energy"]) - e_mono
+        atoms.info["interaction_energy"] = float(interaction_energy(float(atoms.info["REF_energy"]),
+                                                                   teacher.label(mono_a).energy,
+                                                                   teacher.label(mono_b).energy))
 
 
 def build(cfg: DimerConfig, out_dir: Path, subset: bool = False, workers: int = 1,

@@ -106,8 +106,11 @@ def normal_modes(hess: np.ndarray, masses: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def frequencies_cm(eigenvalues: np.ndarray) -> np.ndarray:
-    """Harmonic wavenumbers in cm^-1 (negative numbers for imaginary modes)."""
-    return np.sign(eigenvalues) * _HBAR_OMEGA * np.sqrt(np.abs(eigenvalues)) / units.invcm
+    """Harmonic wavenumbers in cm^-1 (negative numbers for imaginary modes):
+    :func:`muse_ff.analysis.vibrations.wavenumbers_cm1`."""
+    from muse_ff.analysis.vibrations import wavenumbers_cm1
+
+    return wavenumbers_cm1(eigenvalues)
 
 
 def normal_mode_sample(rng: np.random.Generator, atoms: Atoms, eigenvalues: np.ndarray, vectors: np.ndarray,

@@ -162,24 +162,24 @@ def generate(cfg: GrapheneConfig, subset: bool, teacher: Teacher) -> list[Atoms]
 
 
 def add_binding_energies(frames: list[Atoms], teacher: Teacher) -> dict[str, float]:
-    """``info['binding_energy']`` (eV) = E(complex) - E(substrate) - E(molecule) for rigid curve/scan frames.
+    """``info['binding_energy']`` (eV) = E(complex) - E(substrate) - E(molecule) for rigid curve/scan frames
+    (:func:`muse_ff.analysis.quantities.interaction_energy` of the
+    :func:`~muse_ff.analysis.quantities.substrate_and_molecule` fragments).
 
     Returns the fragment energies (eV) keyed ``substrate:<name>`` and ``molecule:<name>``.
     """
+    from muse_ff.analysis.quantities import interaction_energy, substrate_and_molecule
+
     fragments: dict[str, float] = {}
     for f in frames:
         if f.info["role"] == "sample":
             continue
-        n = int(f.info["n_substrate"])
         keys = (f"substrate:{f.info['substrate']}", f"molecule:{f.info['molecule']}")
-        parts = (f[:n], f[n:])
-        for key, part in zip(keys, parts):
+        for key, part in zip(keys, substrate_and_molecule(f)):
             if key not in fragments:
-                if key.startswith("molecule"):
-                    part.pbc, part.cell = False, None
-                    part.positions -= part.get_center_of_mass()
                 fragments[key] = teacher.label(part).energy
-        f.info["binding_energy"] = float(f.info["REF_energy"]) - fragments[keys[0]] - fragments[keys[1]]
+        f.info["binding_energy"] = float(interaction_energy(float(f.info["REF_energy"]), fragments[keys[0]],
+                                                            fragments[keys[1]]))
     return fragments
 
 

@@ -27,25 +27,18 @@ from rich.console import Console
 from rich.table import Table
 
 from muse_ff.analysis.metrics import to_json
-from muse_ff.bench.common import slug
+from muse_ff.contestants import DEMO_BACKBONE, TRAINING, contestants, slug
 from muse_ff.io.serialization import atomic_write, load_model
 from muse_ff.training.data import read_frames
 from muse_ff.training.run import train
 
-BACKBONE = {"name": "painn", "features": 32, "layers": 2, "num_basis": 12}
-#: the contestants: the same backbone, plain, with one coarse level, or with the latent-Ewald baseline
-DEMO_MODELS: dict[str, dict] = {
-    "PaiNN": {"backbone": BACKBONE, "cutoff": 5.0, "levels": []},
-    "MuSE(PaiNN)": {"backbone": BACKBONE, "cutoff": 5.0, "levels": [{"cutoff": 18.0}]},
-    "PaiNN+LES": {"backbone": BACKBONE, "cutoff": 5.0, "levels": [], "long_range": {"kind": "latent-ewald"}},
-    "PaiNN+phys": {"backbone": BACKBONE, "cutoff": 5.0, "levels": [], "physical": {}, "charges": True},
-}
-#: per-model additions to the training settings: the physical model also fits interaction energies and
-#: dipoles (its charges are otherwise poorly determined by energies alone: docs/LONG_RANGE.md, dimer tails)
-DEMO_EXTRA: dict[str, dict] = {
-    "PaiNN+phys": {"data": {"interaction_key": "interaction_energy"},
-                   "loss": {"interaction": 100.0, "dipole": 10.0}},
-}
+BACKBONE = DEMO_BACKBONE
+#: the contestants (the registry's ``demo`` suite, :mod:`muse_ff.contestants`): the same backbone, plain,
+#: with one coarse level, with the latent-Ewald baseline, or with the physical long-range terms
+DEMO_MODELS: dict[str, dict] = contestants("demo", BACKBONE)
+#: per-model additions to the training settings (the registry's ``demo`` training overrides): the physical
+#: model also fits interaction energies and dipoles
+DEMO_EXTRA: dict[str, dict] = TRAINING["demo"]
 DEMO_TRAINING = {"epochs": 150, "batch_size": 16, "lr": 3e-3, "schedule": "cosine", "min_lr": 1e-5,
                  "loss": {"energy": 100.0, "forces": 1.0}, "ema_decay": 0.98, "patience": None,
                  "checkpoint_every": 25, "seed": 0}
@@ -74,18 +67,15 @@ def demo_config(model: dict, data: Path, output_dir: Path, epochs: int | None = 
 
 
 def interaction_errors(model, frames: list[Atoms]) -> dict[str, np.ndarray] | None:
-    """Model and reference interaction energies (eV) of dimer frames, with their separations (Å)."""
+    """Model and reference interaction energies (eV) of dimer frames, with their separations (Å); the model's
+    from :func:`muse_ff.analysis.quantities.interaction_energies` (monomers rigid, each evaluated by the model)."""
     if not frames or not all(k in frames[0].info for k in ("n_first", "interaction_energy", "separation")):
         return None
-    from muse_ff.analysis.metrics import predict_energies
+    from muse_ff.analysis.quantities import interaction_energies
 
-    from muse_ff.data.atoms import fragment
-
-    firsts = [fragment(a, slice(None, int(a.info["n_first"]))) for a in frames]
-    seconds = [fragment(a, slice(int(a.info["n_first"]), None)) for a in frames]
-    e_ab, e_a, e_b = (predict_energies(model, fs) for fs in (frames, firsts, seconds))
     return {"separation": np.array([a.info["separation"] for a in frames]),
-            "ref": np.array([a.info["interaction_energy"] for a in frames]), "pred": e_ab - e_a - e_b}
+            "ref": np.array([a.info["interaction_energy"] for a in frames]),
+            "pred": interaction_energies(model, frames)}
 
 
 #: separation bins (Å) for interaction-energy errors: inside, around and beyond the 5 Å backbone cutoff

@@ -1,0 +1,103 @@
+"""The contestants of ``muse demo`` and of every ``muse bench``: one registry, read by both.
+
+A contestant is a named override of a 5 Å backbone's ``model:`` section: plain (``levels: []``), MuSE
+(coarse ``levels``), the latent-Ewald long-range baseline (``long_range``, Cheng 2025) or the physical
+long-range terms (``physical: {}`` with ``charges: true``). Each suite is one such set:
+
+- ``demo``: :mod:`muse_ff.training.demo` (one coarse level of 18 Å; LES with its default smearing;
+  the physical model, which also trains on interaction energies and dipoles: :data:`TRAINING`);
+- ``bench``: ``muse bench graphene``, ``hessian``, ``folding`` and ``speed`` (two coarse levels with the
+  library defaults, :data:`MUSE_LEVELS`; LES smearing 1 Å, :data:`LES`);
+- ``nonlocal``: ``muse bench nonlocal`` (three coarse levels reaching across a 24-carbon chain,
+  :data:`NONLOCAL_LEVELS`; plus the physical model);
+- ``muse bench backbones``: each backbone plain and as MuSE(backbone) with :data:`MUSE_LEVELS`
+  (:func:`backbone_pairs`).
+
+:func:`model_section` turns an entry into the ``model:`` section (backbone, cutoff, levels, optional dtype,
+then the entry's other keys); :func:`contestants` does it for a whole suite. This module imports nothing of
+the library, so neither ``muse_ff.training`` nor ``muse_ff.bench`` needs the other for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: Å, the backbone cutoff of every contestant
+CUTOFF = 5.0
+#: the demo's backbone: PaiNN, 32 features, 2 layers, 12 radial functions
+DEMO_BACKBONE: dict = {"name": "painn", "features": 32, "layers": 2, "num_basis": 12}
+#: two coarse levels with the library defaults (ratio 8, cutoffs 10 and 20 Å): the 20 Å top cutoff covers
+#: every distance in the benchmarks (a molecule 12 Å above the flake edge is ~16 Å from its far atoms)
+MUSE_LEVELS: list[dict] = [{}, {}]
+#: the latent-Ewald baseline of the benchmarks (Cheng 2025): one latent charge per atom, smearing 1 Å
+LES: dict = {"kind": "latent-ewald", "smearing": 1.0}
+#: model.physical with the charge inputs (charges conserved per molecule, Coulomb and C6 dispersion)
+PHYSICAL: dict = {"physical": {}, "charges": True}
+#: three coarse levels: about one node per 4 atoms (cutoff 10 Å), per 8 (20 Å) and per 16 (40 Å): on a 24-carbon
+#: cumulene (~31 Å end to end) 7, 5 and 3 nodes, every top-level pair within its cutoff
+NONLOCAL_LEVELS: list[dict] = [{"cutoff": 10.0, "ratio": 4}, {"cutoff": 20.0, "ratio": 2},
+                               {"cutoff": 40.0, "ratio": 2}]
+
+#: suite -> {contestant name: overrides of the backbone's ``model:`` section}
+SUITES: dict[str, dict[str, dict]] = {
+    "demo": {
+        "PaiNN": {"levels": []},
+        "MuSE(PaiNN)": {"levels": [{"cutoff": 18.0}]},
+        "PaiNN+LES": {"levels": [], "long_range": {"kind": "latent-ewald"}},
+        "PaiNN+phys": {"levels": [], **PHYSICAL},
+    },
+    "bench": {
+        "PaiNN": {"levels": []},
+        "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
+        "PaiNN+LES": {"levels": [], "long_range": LES},
+    },
+    "nonlocal": {
+        "PaiNN": {"levels": []},
+        "MuSE(PaiNN)": {"levels": NONLOCAL_LEVELS},
+        "PaiNN+LES": {"levels": [], "long_range": LES},
+        "PaiNN+physical": {"levels": [], **PHYSICAL},
+    },
+}
+
+#: suite -> {contestant name: additions to its training file (``data`` keys, ``loss`` weights)}. The demo's
+#: physical model also fits interaction energies and dipoles (its charges are otherwise poorly determined by
+#: energies alone: docs/LONG_RANGE.md, dimer tails)
+TRAINING: dict[str, dict[str, dict]] = {
+    "demo": {"PaiNN+phys": {"data": {"interaction_key": "interaction_energy"},
+                            "loss": {"interaction": 100.0, "dipole": 10.0}}},
+}
+
+
+def model_section(spec: Mapping, backbone: Mapping, dtype: str | None = None, cutoff: float = CUTOFF) -> dict:
+    """The ``model:`` section of one contestant: ``backbone`` (copied), ``cutoff``, the entry's ``levels``,
+    ``dtype`` when given, then the entry's other keys (``long_range``, ``physical``, ``charges``, ...)."""
+    spec = dict(spec)
+    out = {"backbone": dict(backbone), "cutoff": cutoff, "levels": spec.pop("levels", [])}
+    if dtype is not None:
+        out["dtype"] = dtype
+    return {**out, **spec}
+
+
+def contestants(suite: str, backbone: Mapping, dtype: str | None = None, **extra) -> dict[str, dict]:
+    """{name: ``model:`` section} of every contestant of ``suite`` on ``backbone``; ``extra`` keys (e.g.
+    ``species``) are added to each."""
+    return {name: {**model_section(spec, backbone, dtype), **extra} for name, spec in SUITES[suite].items()}
+
+
+def backbone_pairs(backbones: Mapping[str, Mapping], dtype: str | None = None) -> dict[str, dict]:
+    """{label: plain, ``MuSE(label)``: with :data:`MUSE_LEVELS`} ``model:`` sections of each backbone."""
+    out = {}
+    for label, backbone in backbones.items():
+        out[label] = model_section({"levels": []}, backbone, dtype)
+        out[f"MuSE({label})"] = model_section({"levels": MUSE_LEVELS}, backbone, dtype)
+    return out
+
+
+def training_overrides(suite: str, name: str) -> dict | None:
+    """The training-file additions of contestant ``name`` of ``suite`` (None: none)."""
+    return TRAINING.get(suite, {}).get(name)
+
+
+def slug(name: str) -> str:
+    """A contestant's folder name: ``MuSE(PaiNN)`` -> ``muse_painn``, ``PaiNN+LES`` -> ``painn_les``."""
+    return name.replace("(", "_").replace(")", "").replace(" ", "_").replace("+", "_").lower()
