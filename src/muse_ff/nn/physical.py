@@ -172,7 +172,9 @@ def equilibrate_charges(raw: torch.Tensor, component: torch.Tensor, total: torch
 
 
 def atoms_component_charges(atoms, component: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The covalent components of an ASE ``atoms`` and their total charges.
+    """The covalent components of an ASE ``atoms`` and their total charges, by the model's own rule
+    (:func:`muse_ff.data.atoms.frame_charges` and :func:`muse_ff.nn.charges.charge_groups`), strictly: where the
+    model would pool the charge of a charged frame of several molecules over them (and warn), this raises.
 
     Sources, in order: per-atom ``initial_charges`` (``atoms.set_initial_charges``) summed per component, if
     any is non-zero; else ``atoms.info['charge']`` (the frame's total charge, as read by the xTB teachers),
@@ -186,23 +188,30 @@ def atoms_component_charges(atoms, component: np.ndarray | None = None) -> tuple
     Returns:
         ``(component [n] int64, charge [C] float64)``.
     """
+    import warnings
+
+    from muse_ff.data.atoms import frame_charges
+    from muse_ff.nn.charges import ChargeAmbiguityWarning, charge_groups
+
     if component is None:
         from muse_ff.nn.coarsening import bond_graph
 
         component = bond_graph(atoms.positions, atoms.numbers, np.asarray(atoms.cell), atoms.pbc).component
     component = np.asarray(component, dtype=np.int64)
     count = int(component.max()) + 1 if len(component) else 0
-    initial = atoms.get_initial_charges() if atoms.has("initial_charges") else np.zeros(len(atoms))
-    if np.any(initial != 0):
-        return component, np.bincount(component, weights=initial, minlength=count).astype(np.float64)
-    charge = float(atoms.info.get("charge", 0) or 0)
-    if charge != 0 and count > 1:
+    if count == 0:
+        return component, np.zeros(0)
+    charge, _, formal = frame_charges(atoms)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ChargeAmbiguityWarning)
+        group, value = charge_groups(torch.as_tensor(component), torch.tensor([0, len(component)]),
+                                     torch.tensor([charge], dtype=torch.float64),
+                                     None if formal is None else torch.as_tensor(formal))
+    if len(value) < count:
         raise ValueError(f"total charge {charge:g} e of a frame with {count} covalent components: say which "
                          "component carries it with per-atom initial_charges (atoms.set_initial_charges)")
-    out = np.zeros(count)
-    if count:
-        out[0] = charge
-    return component, out
+    first = np.unique(component, return_index=True)[1]
+    return component, value.numpy()[group.numpy()[first]].astype(np.float64)
 
 
 class ChargeHead(nn.Module):
