@@ -70,14 +70,17 @@ def main(argv=None) -> int:
     p.add_argument("--calls", type=int, default=15)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-export", action="store_true", help="time the Python calculators only")
+    p.add_argument("--coarse-features", type=int, default=None,
+                   help="PaiNN width of the coarse levels' backbones (levels[k].backbone; default: the atoms' 64)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from muse_ff import MuSECalculator, build_model
 
+    level = {} if args.coarse_features is None else {"backbone": {**PAINN, "features": args.coarse_features}}
     torch.manual_seed(0)
     models = {"PaiNN": build_model({"backbone": PAINN, "levels": []}).eval(),
-              "MuSE": build_model({"backbone": PAINN, "levels": [{}, {}]}).eval()}
+              "MuSE": build_model({"backbone": PAINN, "levels": [level, level]}).eval()}
     rng = np.random.default_rng(0)
     print(f"{'system':14s} {'atoms':>6s} " + " ".join(f"{k:>10s}" for k in
           ["PaiNN", "MuSE", "PaiNN-mta", "MuSE-mta"]) + "   MuSE/PaiNN  MuSE-mta/PaiNN-mta  (ms per E+F call)")

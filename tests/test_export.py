@@ -227,3 +227,17 @@ def test_exported_file_runs_without_importing_muse(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     e0, _, _ = _reference(model, atoms)
     assert abs(float(out.stdout.strip().splitlines()[-1]) - e0) <= 1e-6 * max(1.0, abs(e0))
+
+
+def test_cli_export_of_a_float32_model_in_float64(tmp_path):
+    torch.manual_seed(0)
+    model = build_model({"backbone": PAINN, "species": SPECIES, "levels": [{"ratio": 4}]}).eval()  # float32
+    atoms = _free()
+    save_model(model, tmp_path / "model.pt")
+    atoms.write(tmp_path / "system.xyz")
+    out = tmp_path / "f64.pt"
+    assert main(["export", str(tmp_path / "model.pt"), str(out), "--structure", str(tmp_path / "system.xyz"),
+                 "--dtype", "float64"]) == 0
+    ref = atoms.copy()
+    ref.calc = MuSECalculator(model, dtype="float64")  # the same weights, evaluated in float64
+    _close((ref.get_potential_energy(), ref.get_forces(), None), _exported(out, atoms))
