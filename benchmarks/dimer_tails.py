@@ -25,6 +25,18 @@ over scans (with the teacher's mean |E_int| there for scale).
     python benchmarks/dimer_tails.py --out /tmp/tails --seeds 1 --epochs 20 --quick   # smoke test
 
 Trained models are kept under ``OUT/<model>/seed<k>/`` and reused when present (delete them to retrain).
+
+A peer that is not trained here: ``SO3LR (pretrained, zero-shot)`` (Kabylda et al., JACS 2025; the package
+so3krates-torch, ``muse_ff.baselines.so3lr``), **another level of theory** (PBE0+MBD training data, not
+GFN2-xTB), evaluated on the same scans with no training. Its absolute errors against our teacher mix model
+error and level of theory, so its table also reports the shape of the curves: the sign of the tail beyond
+8 Å, E_int at 12 Å next to the teacher's, the separation and depth of the minimum. Charges: one total
+charge per structure (the dimer gets the frame's ``info['charge']``, each monomer its own, as
+:func:`muse_ff.data.atoms.fragment` gives it); SO3LR cannot take a charge per fragment inside one
+structure. Run it alone (~20 s on 2 cores after the teacher scans; predictions are kept in
+``OUT/SO3LR_pretrained/`` and reused):
+
+    python benchmarks/dimer_tails.py --only so3lr --out /tmp/tails      # or --so3lr next to the others
 """
 
 from __future__ import annotations
@@ -124,6 +136,138 @@ def metrics(pred: np.ndarray, ref: np.ndarray, sep: np.ndarray) -> dict[str, flo
             "err_25": abs(at(25.0, pred) - at(25.0, ref)) * 1e3, "ref_25": abs(at(25.0, ref)) * 1e3}
 
 
+SO3LR = "SO3LR (pretrained, zero-shot)"
+SO3LR_DIR = "SO3LR_pretrained"
+#: so3krates-torch switches SO3LR's (shifted-force) Coulomb off between 0.45 r_max_lr and r_max_lr: the switch
+#: starts this far (Å) beyond the largest centre-of-mass separation, so r_max_lr = (25 + 20) / 0.45 = 100 Å
+#: (E_int at 12 and 25 Å within 2 µeV of r_max_lr = 200 Å; at 45 Å the 25 Å point moved by up to 0.13 meV)
+SO3LR_MARGIN = 20.0
+SO3LR_CUTON = 0.45
+
+
+def so3lr_interaction(calc, frames: list[Atoms]) -> np.ndarray:
+    """SO3LR's E(AB) - E(A) - E(B) (eV): the dimer with the frame's total charge, each monomer with its own
+    (:func:`muse_ff.data.atoms.fragment`), every structure a calculation of its own."""
+
+    def energy(atoms: Atoms) -> float:
+        atoms = atoms.copy()
+        atoms.info["charge"] = float(atoms.info.get("charge", 0.0))
+        atoms.calc = calc
+        return float(atoms.get_potential_energy())
+
+    n = int(frames[0].info["n_first"])
+    return np.array([energy(f) - energy(fragment(f, slice(None, n))) - energy(fragment(f, slice(n, None)))
+                     for f in frames])
+
+
+#: centre-of-mass separation (Å) of the "separated" diagnostic: beyond SO3LR's long-range cutoff
+SO3LR_FAR = 300.0
+
+
+def so3lr_separated(calc, frame: Atoms, direction: np.ndarray) -> tuple[float, float]:
+    """SO3LR at ``SO3LR_FAR`` Å along ``direction``, beyond every interaction: (E_int in eV, the net charge of the
+    first monomer inside the dimer, e). Both are 0 for a model whose charges are conserved per molecule; SO3LR
+    equilibrates one total charge over the whole structure, so the monomers trade a fraction of a charge at any
+    distance and E_int does not go to 0."""
+    n = int(frame.info["n_first"])
+    far = frame.copy()
+    com = lambda a: a.get_center_of_mass()  # noqa: E731
+    far.positions[n:] += (SO3LR_FAR - np.linalg.norm(com(far[n:]) - com(far[:n]))) * direction
+    e_int = float(so3lr_interaction(calc, [far])[0])
+    far.info["charge"] = float(far.info.get("charge", 0.0))
+    far.calc = calc
+    far.get_potential_energy()
+    return e_int, float(calc.results["partial_charges"][:n].sum())
+
+
+def shape(pred: np.ndarray, ref: np.ndarray, sep: np.ndarray) -> dict[str, float]:
+    """:func:`metrics` and the curves' shape: E_int at 12 Å (meV, signed) and the minimum (Å, meV), both
+    the model's and the teacher's."""
+    at12 = int(np.argmin(np.abs(sep - 12.0)))
+    lo, lo_ref = int(np.argmin(pred)), int(np.argmin(ref))
+    return {**metrics(pred, ref, sep), "e_12": float(pred[at12] * 1e3), "ref_e_12": float(ref[at12] * 1e3),
+            "r_min": float(sep[lo]), "ref_r_min": float(sep[lo_ref]), "e_min": float(pred[lo] * 1e3),
+            "ref_e_min": float(ref[lo_ref] * 1e3), "dr_min": abs(float(sep[lo] - sep[lo_ref])),
+            # the teacher's curve has a minimum (negative, inside the scan) rather than being repulsive
+            "bound": bool(ref[lo_ref] < 0 and lo_ref < len(sep) - 1)}
+
+
+def run_so3lr(curves: list[dict], out: Path) -> tuple[list[dict], str]:
+    """SO3LR on every scan (predictions reused from ``out/SO3LR_pretrained/predictions.json`` when they
+    match the scans and cutoff); the per-scan :func:`shape` metrics and a markdown table."""
+    r_max_lr = float(round((max(SEPARATIONS) + SO3LR_MARGIN) / SO3LR_CUTON, 6))
+    cache = out / SO3LR_DIR / "predictions.json"
+    keys = [(c["pair"], c["orientation"], [float(r) for r in c["separation"]]) for c in curves]
+    kept = json.loads(cache.read_text()) if cache.exists() else {}
+    same = [tuple(k) for k in kept.get("keys", [])] == [(a, b, c) for a, b, c in keys]
+    if same and kept.get("r_max_lr") == r_max_lr and kept.get("far") == SO3LR_FAR:
+        preds = [np.array(p) for p in kept["pred"]]
+        separated = kept["separated"]
+        print(f"{SO3LR}: predictions reused from {cache}", flush=True)
+    else:
+        from muse_ff.baselines.so3lr import so3lr_calculator
+
+        t0 = time.time()
+        calc = so3lr_calculator(r_max_lr=r_max_lr)
+        preds = [so3lr_interaction(calc, c["frames"]) for c in curves]
+        separated = []
+        for c in curves:
+            n = int(c["frames"][0].info["n_first"])
+            u = c["frames"][-1].positions[n] - c["frames"][-2].positions[n]
+            separated.append(so3lr_separated(calc, c["frames"][-1], u / np.linalg.norm(u)))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"r_max_lr": r_max_lr, "far": SO3LR_FAR, "dtype": "float64", "keys": keys,
+                                     "pred": [p.tolist() for p in preds], "separated": separated,
+                                     "ref": [c["ref"].tolist() for c in curves]}, indent=1))
+        print(f"{SO3LR}: {sum(3 * len(c['frames']) for c in curves)} calculations in {time.time() - t0:.0f} s "
+              f"(r_max_lr {r_max_lr:.0f} Å, float64)", flush=True)
+    per_scan = [{"pair": c["pair"], "orientation": c["orientation"], **shape(p, c["ref"], c["separation"]),
+                 "e_far": far[0] * 1e3, "q_first_far": far[1]} for c, p, far in zip(curves, preds, separated)]
+    # diagnostic: the curves less their separated limit, what a charge conserved per molecule would remove
+    shifted = [{"pair": c["pair"], **shape(p - far[0], c["ref"], c["separation"])}
+               for c, p, far in zip(curves, preds, separated)]
+    rows = []
+    for label, ms in (("", per_scan), (f", less E_int({SO3LR_FAR:.0f} Å)", shifted)):
+        rows += [("all" + label, ms)] + [(pair + label, [m for m in ms if m["pair"] == pair])
+                                         for pair in dict.fromkeys(m["pair"] for m in ms)]
+    mean = lambda ms, k: float(np.mean([m[k] for m in ms])) if ms else float("nan")  # noqa: E731
+    bound = lambda ms: [m for m in ms if m["bound"]]  # noqa: E731
+    lines = [f"{SO3LR}: so3krates-torch's packaged SO3LR weights (PBE0+MBD training data: another level of "
+             f"theory than the GFN2-xTB teacher), no training; long-range cutoff {r_max_lr:.0f} Å, float64; "
+             f"one total charge per structure (dimer: the frame's; monomers: their own). Means over the scans; "
+             f"model / teacher where both are given; r_min, |Δr_min| and E_min over the scans whose teacher "
+             f"curve has a minimum (bound). 'less E_int({SO3LR_FAR:.0f} Å)': the curves less SO3LR's E_int at "
+             f"{SO3LR_FAR:.0f} Å, beyond every interaction (a diagnostic, not a contestant).", "",
+             "| scans | n (bound) | right sign > 8 Å | E_int 12 Å (meV) | r_min (Å) | abs. Δr_min (Å) "
+             "| E_min (meV) | abs. error 12 Å (meV) | MAE > 5 Å (meV) | MAE > 8 Å (meV) | abs. error 25 Å (meV) |",
+             "|---" * 11 + "|"]
+    for label, ms in rows:
+        b = bound(ms)
+        lines.append(f"| {label} | {len(ms)} ({len(b)}) | {mean(ms, 'sign_beyond_8'):.2f} | "
+                     f"{mean(ms, 'e_12'):+.2f} / {mean(ms, 'ref_e_12'):+.2f} | {mean(b, 'r_min'):.2f} / "
+                     f"{mean(b, 'ref_r_min'):.2f} | {mean(b, 'dr_min'):.2f} | {mean(b, 'e_min'):.1f} / "
+                     f"{mean(b, 'ref_e_min'):.1f} | {mean(ms, 'err_12'):.2f} | "
+                     f"{mean(ms, 'mae_beyond_5'):.2f} | {mean(ms, 'mae_beyond_8'):.2f} | "
+                     f"{mean(ms, 'err_25'):.3f} |")
+    lines += ["", "Per scan (model / teacher; r_min and E_min on the scanned grid, 3-15 Å and 25 Å; teacher "
+              f"'repulsive': its lowest point is positive or the 25 Å one; at {SO3LR_FAR:.0f} Å, beyond every "
+              "interaction, "
+              "SO3LR's E_int and the net charge of the first monomer inside the dimer, both 0 if charges were "
+              "conserved per molecule):", "",
+              "| pair | orientation | teacher | right sign > 8 Å | E_int 12 Å (meV) | E_int 25 Å (meV) "
+              f"| r_min (Å) | E_min (meV) | MAE > 5 Å (meV) | E_int {SO3LR_FAR:.0f} Å (meV) "
+              f"| q(first) {SO3LR_FAR:.0f} Å (e) |", "|---" * 11 + "|"]
+    for c, p, m in zip(curves, preds, per_scan):
+        lines.append(f"| {m['pair']} | {m['orientation']} | {'bound' if m['bound'] else 'repulsive'} | "
+                     f"{m['sign_beyond_8']:.2f} | {m['e_12']:+.2f} / {m['ref_e_12']:+.2f} | "
+                     f"{p[-1] * 1e3:+.3f} / {c['ref'][-1] * 1e3:+.3f} | {m['r_min']:.1f} / {m['ref_r_min']:.1f} | "
+                     f"{m['e_min']:.1f} / {m['ref_e_min']:.1f} | {m['mae_beyond_5']:.2f} | {m['e_far']:+.3f} | "
+                     f"{m['q_first_far']:+.4f} |")
+    for m, d in zip(per_scan, shifted):
+        m["less_separated"] = d
+    return per_scan, "\n".join(lines)
+
+
 def train_one(name: str, seed: int, out: Path, epochs: int | None) -> Path:
     from muse_ff.training.run import train
 
@@ -149,6 +293,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", nargs="+", default=list(PAIRS))
     ap.add_argument("--orientations", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one orientation of one pair")
+    ap.add_argument("--so3lr", action="store_true", help=f"also evaluate {SO3LR} (so3krates-torch)")
+    ap.add_argument("--only", choices=["so3lr"], default=None,
+                    help=f"only {SO3LR}: no training, results in OUT/dimer_tails_so3lr.{{md,json}}")
     args = ap.parse_args(argv)
     from muse_ff import load_model
 
@@ -156,6 +303,14 @@ def main(argv=None) -> int:
     t0 = time.time()
     curves = scans(args.pairs[:1] if args.quick else args.pairs, 1 if args.quick else args.orientations)
     print(f"{len(curves)} teacher scans in {time.time() - t0:.0f} s", flush=True)
+    if args.so3lr or args.only == "so3lr":
+        per_scan, table = run_so3lr(curves, args.out)
+        print(table)
+        (args.out / "dimer_tails_so3lr.md").write_text(table + "\n")
+        (args.out / "dimer_tails_so3lr.json").write_text(json.dumps(
+            {"contestant": SO3LR, "per_scan": per_scan, "args": vars(args)}, default=str, indent=1))
+        if args.only == "so3lr":
+            return 0
     results: dict[str, list[dict]] = {}
     for name in args.models:
         for seed in range(args.seeds):
