@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,teachers,train,mace,d3,export]"
+	$(PY) -m pip install -q -e ".[test,teachers,train,mace,d3,export,so3lr]"
 	touch $(STAMP)
 
 demo: setup
