@@ -160,11 +160,20 @@ class Graph:
         """Same graph (same edges, shifts, coarse topology) with new positions (and cell)."""
         return replace(self, positions=positions, cell=self.cell if cell is None else cell)
 
-    def frame(self, b: int) -> "Graph":
+    def frames(self) -> list["Graph"]:
+        """Every frame alone (as :meth:`frame`), in one pass over the edges: O(N + E) for the whole batch,
+        where calling :meth:`frame` for each of B frames masks all E edges B times."""
+        edge_frame = self.batch[self.edge_index[0]]
+        if bool((edge_frame[1:] >= edge_frame[:-1]).all()):  # edges grouped by frame, as collate makes them
+            bounds = torch.searchsorted(edge_frame, torch.arange(self.num_frames + 1, device=edge_frame.device))
+            return [self.frame(b, slice(int(bounds[b]), int(bounds[b + 1]))) for b in range(self.num_frames)]
+        return [self.frame(b) for b in range(self.num_frames)]
+
+    def frame(self, b: int, edges: slice | None = None) -> "Graph":
         """Frame ``b`` alone as a single-frame graph (labels, charges and edges; no coarse topology or charge
-        groups)."""
+        groups). ``edges``: the frame's edges, when the caller knows them (:meth:`frames`)."""
         sl = self.frame_slice(b)
-        mask = self.batch[self.edge_index[0]] == b
+        mask = self.batch[self.edge_index[0]] == b if edges is None else edges
         opt = lambda x, s: None if x is None else x[s]  # noqa: E731
         return Graph(positions=self.positions[sl], species=self.species[sl], cell=self.cell[b:b + 1],
                      pbc=self.pbc[b:b + 1], batch=torch.zeros(sl.stop - sl.start, dtype=torch.int64,

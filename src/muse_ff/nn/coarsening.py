@@ -637,9 +637,7 @@ def add_topology(graph, ratios: list[float], hops: list[int], min_nodes: list[in
     if graph.num_frames == 1:  # the frame is the graph: no copy of its edges (Graph.frame masks all of them)
         comp, levels = topology(graph)
         return replace(graph, component=comp, coarse=levels, charge_group=None, group_charge=None)
-    frames = []
-    for b in range(graph.num_frames):
-        sub = graph.frame(b)
+    frames = graph.frames()
+    for sub in frames:
         sub.component, sub.coarse = topology(sub)
-        frames.append(sub)
     return collate(frames)
