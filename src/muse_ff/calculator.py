@@ -41,11 +41,10 @@ from muse_ff.data.atoms import MIN_DISTANCE, frame_graph
 from muse_ff.data.graph import Graph
 from muse_ff.errors import NonFiniteError
 from muse_ff.nn.coarsening import bond_graph
+from muse_ff.nn.model import DTYPES
 from muse_ff.physics.derivatives import energy_and_derivatives, hessian
 
 
-#: the dtypes a model can be evaluated in, by name
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def check_dtype(dtype, what: str = "dtype=") -> torch.dtype | None:

@@ -89,6 +89,16 @@ class LevelTopology(NamedTuple):
         return LevelTopology(*(f(t) for t in self))
 
 
+def edge_vectors(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, edge_index: torch.Tensor,
+                 shifts: torch.Tensor) -> torch.Tensor:
+    """[E, 3] vectors ``r_j - r_i + S_ij @ cell_b`` (Å) from receiver i to sender j (``edge_index`` [2, E]) with
+    integer shifts ``S`` [E, 3] and each node's frame ``batch``, in the positions' dtype; differentiable in
+    positions and ``cell`` [B, 3, 3]. The atoms' edges (:meth:`Graph.edge_vectors`) and the coarse levels'
+    (:meth:`muse_ff.nn.pooling.CoarseLevel.edge_vectors`) both come from it; TorchScript compiles it."""
+    i, j = edge_index[0], edge_index[1]
+    return positions[j] - positions[i] + torch.einsum("ek,ekl->el", shifts.to(positions.dtype), cell[batch[i]])
+
+
 #: floating fields that stay float64 whatever the model's dtype (energies and charges: exact sums)
 _FLOAT64 = ("energy", "charge", "spin", "atom_charge", "group_charge")
 
@@ -138,9 +148,7 @@ class Graph:
         """[E, 3] vectors r_ij (Å) from receiver i to sender j, differentiable in positions and cell."""
         pos = self.positions if positions is None else positions
         cel = self.cell if cell is None else cell
-        i, j = self.edge_index
-        offset = torch.einsum("ek,ekl->el", self.shifts.to(pos.dtype), cel[self.batch[i]])
-        return pos[j] - pos[i] + offset
+        return edge_vectors(pos, cel, self.batch, self.edge_index, self.shifts)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Graph":
         """Copy to a device; floating geometry (positions, cell, shifts, forces, stress) cast to ``dtype``."""

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from muse_ff.config import ModelConfig, parse_model_config
 from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate, frame_graph
-from muse_ff.data.graph import Graph, LevelTopology
+from muse_ff.data.graph import Graph, LevelTopology, edge_vectors
 from muse_ff.nn.coarsening import add_topology
 from muse_ff.nn.backbones import BACKBONES
 from muse_ff.nn.charges import ChargeSpinEmbedding, charge_groups
@@ -28,7 +28,8 @@ from muse_ff.nn.long_range import LatentEwald
 from muse_ff.nn.physical import EwaldSettings, PhysicalLongRange
 from muse_ff.nn.pooling import CoarseLevel, PoolState, distribute, unpool
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: the dtypes a model is built and evaluated in, by name (``model.dtype``; the calculator's ``dtype=``)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class MuSEModel(nn.Module):
@@ -57,7 +58,7 @@ class MuSEModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.dtype_ = _DTYPES[config.dtype]
+        self.dtype_ = DTYPES[config.dtype]
         index = torch.full((119,), -1, dtype=torch.int64)
         index[torch.tensor(config.species)] = torch.arange(len(config.species))
         self.register_buffer("species_index", index, persistent=False)
@@ -180,10 +181,8 @@ class MuSEModel(nn.Module):
         # geometry stays in the dtype it comes in (float64 from the calculator): differences of positions are
         # formed there and only then rounded to the model's dtype, so a molecule 1e9 Å from the origin keeps
         # its shape in a float32 model
-        i, j = edge_index[0], edge_index[1]
-        edge_vectors = (positions[j] - positions[i]
-                        + torch.einsum("ek,ekl->el", shifts.to(positions.dtype), cell[batch[i]])).to(self.dtype_)
-        out = self.backbone(embedded, edge_index, edge_vectors)
+        vectors = edge_vectors(positions, cell, batch, edge_index, shifts).to(self.dtype_)
+        out = self.backbone(embedded, edge_index, vectors)
         scalars: List[Tensor] = [out.scalars]
         states: List[PoolState] = []
         weights: List[Tensor] = []

@@ -36,7 +36,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from muse_ff.data.graph import LevelTopology
+from muse_ff.data.graph import LevelTopology, edge_vectors
 from muse_ff.data.torch_neighbors import radius_graph
 from muse_ff.errors import NonFiniteError
 from muse_ff.nn.backbones.base import BackboneOutput
@@ -62,10 +62,6 @@ class PoolState(NamedTuple):
     edge_index: Tensor  # [2, e] coarse radius graph (receiver, sender)
     shifts: Tensor  # [e, 3] integer cell shifts of coarse edges (in the positions' dtype)
     num_fine: int
-
-    def distribute(self, coarse_values: Tensor) -> Tensor:
-        """[m] values of coarse nodes -> [n] shares of fine nodes (sums are preserved)."""
-        return distribute(self, coarse_values)
 
 
 def distribute(state: PoolState, coarse_values: Tensor) -> Tensor:
@@ -153,9 +149,7 @@ class CoarseLevel(nn.Module):
     def edge_vectors(self, state: PoolState, cell: Tensor) -> Tensor:
         """[e, 3] vectors (Å) along this level's coarse edges, periodic shifts included, in the model's dtype
         (formed in the dtype of the coarse positions, then rounded)."""
-        i, j = state.edge_index[0], state.edge_index[1]
-        return (state.positions[j] - state.positions[i]
-                + torch.einsum("ek,ekl->el", state.shifts, cell[state.batch[i]])).to(state.scalars.dtype)
+        return edge_vectors(state.positions, cell, state.batch, state.edge_index, state.shifts).to(state.scalars.dtype)
 
     def dispersion_energy(self, state: PoolState, cell: Tensor, scalars: Tensor) -> Tensor:
         """[m] learned damped dispersion energy (eV) of each coarse node (``levels[k].dispersion``).
@@ -228,7 +222,3 @@ class CoarseLevel(nn.Module):
         rho = r.new_zeros(state.positions.shape[0]).index_add_(0, state.edge_index[0],
                                                                s * smooth_cutoff(r, self.cutoff))
         return s * (n0 / (n0 + rho))[state.edge_index[0]]
-
-    def unpool(self, state: PoolState, coarse_scalars: Tensor) -> Tensor:
-        """[m, F_c] coarse features -> [n, F_fine] context for the fine nodes."""
-        return unpool(state, self.unpool_linear(coarse_scalars))
