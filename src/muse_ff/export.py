@@ -112,6 +112,8 @@ class ExportedMuSE(nn.Module):
                      "bond_dst", "bond_shift", "bond_radius"):
             self.register_buffer(name, empty_f if name in ("group_charge", "spin", "frac0", "bond_shift",
                                                            "bond_radius") else empty_i)
+        #: the neighbour-list radius the engine must give: the cutoff, or the longest bond if longer
+        self.reach = self.cutoff
         if structure is not None:
             self.species = torch.as_tensor(structure.numbers, dtype=torch.int64).clone()
         if not self.bound:
@@ -143,6 +145,7 @@ class ExportedMuSE(nn.Module):
         self.bond_dst = torch.as_tensor(bonds.dst, dtype=torch.int64)
         self.bond_shift = torch.as_tensor(bonds.shift, dtype=torch.float64)
         self.bond_radius = torch.as_tensor(BOND_SCALE * covalent_radii[g.species.numpy()], dtype=torch.float64)
+        self.reach = max(self.cutoff, 2 * float(self.bond_radius.max()))
 
     def _check_species(self, species: Tensor):
         if species.shape[0] != self.species.shape[0] or not bool((species == self.species).all()):
@@ -151,10 +154,9 @@ class ExportedMuSE(nn.Module):
                              f"the system has {int(species.shape[0])} atoms or other elements or another order; "
                              "export the model again with this system as --structure")
 
-    def _check_bonds(self, positions: Tensor, cell: Tensor, drift: Tensor, edge_index: Tensor, shifts: Tensor):
-        # bonds now, from the engine's neighbour list, against the bonds at export
+    def _check_bonds(self, positions: Tensor, cell: Tensor, drift: Tensor, edge_index: Tensor, r: Tensor):
+        """The bonds now, from the engine's neighbour list (``r``: its pairs' lengths), against those at export."""
         i, j = edge_index[0], edge_index[1]
-        r = torch.linalg.vector_norm(positions[j] - positions[i] + shifts.to(positions.dtype) @ cell, dim=-1)
         radius = self.bond_radius.to(positions.dtype)
         bonded = int((r < radius[i] + radius[j]).sum())
         s = self.bond_shift.to(positions.dtype) + torch.round(drift[self.bond_dst] - drift[self.bond_src]).to(
@@ -174,8 +176,10 @@ class ExportedMuSE(nn.Module):
         cell [3, 3] (rows, Å; zero along non-periodic directions), pbc [3] bool, edges [2, E] (receiver,
         sender) with integer shifts [E, 3]: ``r_j - r_i + shifts @ cell`` shorter than the cutoff."""
         n = int(positions.shape[0])
+        # pair lengths and images are discrete decisions: from detached geometry (no gradient through them)
+        pos, cel = positions.detach(), cell.detach()
         i, j = edge_index[0], edge_index[1]
-        r = torch.linalg.vector_norm(positions[j] - positions[i] + shifts.to(positions.dtype) @ cell, dim=-1)
+        r = torch.linalg.vector_norm(pos[j] - pos[i] + shifts.to(pos.dtype) @ cel, dim=-1)
         within = r < self.cutoff  # the engine's list may be longer (a skin, or the bond check's reach)
         coarse: List[LevelTopology] = []
         component: Optional[Tensor] = None
@@ -183,10 +187,9 @@ class ExportedMuSE(nn.Module):
         group_charge: Optional[Tensor] = None
         spin: Optional[Tensor] = None
         if self.bound:
-            # images and bonds are discrete: from detached geometry (no gradient flows through a rounding)
             self._check_species(species)
-            drift = self.frac0.to(positions.dtype) - _fractional(positions.detach(), cell.detach(), pbc)
-            self._check_bonds(positions.detach(), cell.detach(), drift, edge_index, shifts)
+            drift = self.frac0.to(pos.dtype) - _fractional(pos, cel, pbc)
+            self._check_bonds(pos, cel, drift, edge_index, r)
             for level in self.levels:
                 coarse.append(level(drift))
             if self.has_component:
@@ -209,13 +212,8 @@ class ExportedMuSE(nn.Module):
         if self.species.shape[0] != positions.shape[0]:
             raise ValueError(f"this exported MuSE model takes the {int(self.species.shape[0])} atoms of the "
                              f"structure given at export, not {int(positions.shape[0])}")
-        reach = max(self.cutoff, 2 * float(self.bond_radius.max())) if self.bound else self.cutoff
-        edge_index, shifts = radius_graph(positions, cell, pbc, reach)
+        edge_index, shifts = radius_graph(positions, cell, pbc, self.reach)
         return self.energy(positions, self.species, cell, pbc, edge_index, shifts)["energy"][0]
-
-    def bond_reach(self) -> float:
-        """The neighbour-list radius the engine must give: the cutoff, or the longest bond if longer."""
-        return max(self.cutoff, 2 * float(self.bond_radius.max())) if self.bound else self.cutoff
 
 
 def _layers(spec) -> int:
@@ -234,28 +232,27 @@ def _receptive_field(model) -> float:
 
 
 def export_model(model, path, *, structure: Optional[Atoms] = None, format: str = "metatomic",
-                 overwrite: bool = False):
+                 overwrite: bool = False, dtype=None):
     """Write ``model`` (a :class:`~muse_ff.nn.model.MuSEModel` or the path of a saved one) as one TorchScript
-    file at ``path`` (see the module docstring for the formats and what ``structure`` binds). Refuses to
-    replace an existing file unless ``overwrite``. Returns the path."""
-    import copy
+    file at ``path`` (see the module docstring for the formats and what ``structure`` binds), in ``dtype``
+    (``"float32"``/``"float64"``; ``None``: the model's own). Refuses to replace an existing file unless
+    ``overwrite``. The model given is copied, never changed. Returns the path."""
     import os
     from pathlib import Path
+
+    from muse_ff.calculator import evaluation_model
 
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise ExportError(f"{path} exists: pass overwrite=True (--overwrite) to replace it")
-    if isinstance(model, (str, os.PathLike)):
+    loaded = isinstance(model, (str, os.PathLike))
+    if loaded:
         from muse_ff.io.serialization import load_model
 
         model = load_model(model)
-    else:
-        model = copy.deepcopy(model)
-    model = model.cpu().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model = evaluation_model(model, "cpu", dtype, copy_model=not loaded)
     core = ExportedMuSE(model, structure)
     if format == "torchscript" and structure is None:
         raise ExportError("the torchscript format takes positions only: give the structure whose atoms it "
@@ -271,7 +268,7 @@ def export_model(model, path, *, structure: Optional[Atoms] = None, format: str 
             raise ExportError("the metatomic format needs metatomic-torch: pip install 'muse-ff[export]'") from exc
         from muse_ff.export_metatomic import MetatomicMuSE
 
-        wrapper = MetatomicMuSE(core, core.bond_reach()).eval()
+        wrapper = MetatomicMuSE(core, core.reach).eval()
         dtype = "float64" if model.dtype_ == torch.float64 else "float32"
         capabilities = ModelCapabilities(
             outputs={"energy": ModelOutput(unit="eV", sample_kind="atom")},

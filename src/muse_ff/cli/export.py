@@ -29,14 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from muse_ff.calculator import evaluation_model
     from muse_ff.export import export_model
-    from muse_ff.io.serialization import load_model
     from muse_ff.io.structures import read_structures
 
     structure = read_structures(args.structure, -1) if args.structure else None
-    model = evaluation_model(load_model(args.model), device="cpu", dtype=args.dtype, copy_model=False)
-    path = export_model(model, args.output, structure=structure, format=args.format, overwrite=args.overwrite)
+    path = export_model(args.model, args.output, structure=structure, format=args.format, overwrite=args.overwrite,
+                        dtype=args.dtype)
     bound = f", bound to {len(structure)} atoms of {args.structure}" if structure is not None else ""
     print(f"wrote {path} ({args.format}{bound})")
     return 0
