@@ -127,28 +127,23 @@ class ExportedEnergy:
     def __getstate__(self):
         return {"path": self.path, "periodic": self.periodic, "_model": None}
 
-    def model(self):
-        if self._model is None:
-            self._model = load_exported(self.path)
-            self._dtype = torch.float64 if _float64(self._model) else torch.float32
+    def model(self) -> OpenMMWrapper:
+        if self._model is None:  # the same unit conversions as the TorchForce route, in eager mode
+            self._model = OpenMMWrapper(load_exported(self.path), self.periodic)
         return self._model
 
     def __call__(self, state):
         from openmm import unit
 
-        model = self.model()
         pos_nm = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        pos = torch.tensor(np.asarray(pos_nm) * ANGSTROM_PER_NM, dtype=self._dtype, requires_grad=True)
+        pos = torch.tensor(np.asarray(pos_nm), dtype=torch.float64, requires_grad=True)
+        box = None
         if self.periodic:
-            box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
-            cell = torch.tensor(np.asarray(box) * ANGSTROM_PER_NM, dtype=self._dtype)
-        else:
-            cell = torch.zeros(3, 3, dtype=self._dtype)
-        pbc = torch.tensor([self.periodic] * 3)
-        energy = model(pos, cell, pbc)
-        (grad,) = torch.autograd.grad(energy, pos)
-        forces = -grad.detach().double().numpy() * (KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM)  # eV/Å -> kJ/mol/nm
-        return energy.detach().item() * KJ_PER_MOL_PER_EV, forces
+            box = torch.tensor(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)),
+                               dtype=torch.float64)
+        energy = self.model()(pos, box)  # kJ/mol
+        (grad,) = torch.autograd.grad(energy, pos)  # kJ/mol/nm
+        return energy.detach().item(), -grad.detach().numpy()
 
 
 def python_force(exported_path, periodic: bool = False):
