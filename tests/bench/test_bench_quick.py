@@ -32,11 +32,29 @@ def test_bench_hessian_quick_compares_frequencies(tmp_path, data_dir):
     assert len(content["results"]["models"]["MuSE(PaiNN)"]["water"]["frequencies"]) == 3
 
 
-def test_bench_folding_quick_runs_md_of_teacher_and_models(tmp_path, data_dir):
+def test_bench_folding_quick_runs_replicas_of_teacher_and_models(tmp_path, data_dir):
+    from muse_ff.bench.folding import BUDGETS, RANGES
+
     assert main(["bench", "folding", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
     content = _report(tmp_path / "folding")
-    assert set(content["results"]["runs"]) == {"teacher", "PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
-    assert content["results"]["runs"]["teacher"]["folded"]["stable"]
+    res, md = content["results"], BUDGETS["quick"][1]
+    contestants = {"teacher", "PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
+    assert set(res["runs"]) == set(res["summaries"]) == set(res["comparisons"]) == contestants
+    for name in contestants:
+        assert len(res["runs"][name]) == len(res["summaries"][name]["transitions"]) == md.replicas
+        assert res["summaries"][name]["ns_per_day"] > 0
+        for k in RANGES:
+            jsd, spread = res["comparisons"][name][f"jsd_{k}"], res["comparisons"][name][f"jsd_{k}_spread"]
+            assert 0 <= jsd <= 1 and spread >= 0
+    teacher = res["summaries"]["teacher"]
+    assert teacher["stable"] == md.replicas and teacher["failed_at_ps"] == [None] * md.replicas
+    first = res["runs"]["teacher"][0]
+    assert first["time_ps"][0] == 0.0 and len(first["time_ps"]) == md.steps // md.interval + 1
+    assert first["rmsd_ca"][0] == pytest.approx(0.0, abs=1e-6)  # every replica starts from the folded structure
+    assert set(res["energy_gaps"]) == contestants - {"teacher"}
+    test_gap = res["energy_gaps"]["PaiNN"]["test"]
+    assert test_gap["n_folded"] > 0 and test_gap["n_unfolded"] > 0 and test_gap["mae"] >= abs(test_gap["bias"])
+    assert res["split"]["train"] > 0 and res["split"]["test"] > 0
 
 
 def test_bench_speed_quick_times_both_models(tmp_path, data_dir):

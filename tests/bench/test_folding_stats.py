@@ -1,0 +1,128 @@
+"""The folding benchmark's statistics on synthetic data: JSD with bootstrap spreads, transitions, energy-gap
+errors, the time-block split, and blow-up detection in a replica."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from muse_ff.bench import folding
+
+
+def _units(rng, n_units, size, loc=0.0):
+    return [rng.normal(loc, 1.0, size) for _ in range(n_units)]
+
+
+def test_bootstrap_jsd_is_zero_for_identical_and_one_for_disjoint_samples():
+    rng = np.random.default_rng(0)
+    x = _units(rng, 6, 50)
+    point, spread = folding.bootstrap_jsd(x, x, -5.0, 5.0)
+    assert point == pytest.approx(0.0)
+    assert spread > 0  # resampling the blocks of each side independently makes the two differ
+    far = [u + 20.0 for u in x]
+    point, spread = folding.bootstrap_jsd(x, far, -5.0, 30.0)
+    assert point == pytest.approx(1.0) and spread == pytest.approx(0.0)
+    assert np.isnan(folding.bootstrap_jsd([], x, -5.0, 5.0)[0])
+
+
+def test_bootstrap_spread_and_noise_floor_shrink_with_more_data():
+    rng = np.random.default_rng(1)
+    small = folding.bootstrap_jsd(_units(rng, 4, 20), _units(rng, 4, 20, 0.5), -5.0, 5.0)
+    large = folding.bootstrap_jsd(_units(rng, 64, 20), _units(rng, 64, 20, 0.5), -5.0, 5.0)
+    assert 0 < large[1] < 0.5 * small[1]
+    floor_small = folding.noise_floor(_units(rng, 4, 20), -5.0, 5.0)
+    floor_large = folding.noise_floor(_units(rng, 64, 20), -5.0, 5.0)
+    assert floor_small[0] > 0 and floor_small[1] > 0
+    assert floor_large[0] < 0.5 * floor_small[0] and floor_large[1] < floor_small[1]
+
+
+def test_blocks_of_cuts_each_replica_into_contiguous_blocks():
+    blocks = folding.blocks_of([np.arange(10.0), np.arange(3.0)], 4)
+    assert [list(b) for b in blocks[:4]] == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
+    assert [list(b) for b in blocks[4:]] == [[0], [1], [2]]  # a short (blown-up) replica: no empty blocks
+
+
+def test_transitions_count_core_to_core_crossings_only():
+    assert folding.transitions([1.0, 2.9, 3.1, 2.7, 3.4, 1.0]) == 0  # fluctuations around 3 Å
+    assert folding.transitions([1.0, 4.0, 3.0, 2.0, 5.0]) == 3  # 3.0 lies between the cores: no state change
+    assert folding.transitions([1.0, 4.0, 1.0, 4.0]) == 3
+    assert folding.transitions([4.0, 3.0, 4.0]) == 0
+    assert folding.transitions([]) == 0
+
+
+def test_gap_error_of_pairs_of_folded_and_unfolded_frames():
+    g = folding.gap_error(np.full(5, 0.3), np.full(7, 0.3))  # a model off by a constant: no gap error
+    assert g["bias"] == pytest.approx(0.0) and g["mae"] == pytest.approx(0.0) and g["mae_spread"] == 0
+    g = folding.gap_error(np.array([0.01, 0.03]), np.array([0.0]))  # eV -> meV
+    assert g["bias"] == pytest.approx(20.0) and g["mae"] == pytest.approx(20.0)
+    assert (g["n_folded"], g["n_unfolded"]) == (2, 1) and g["bias_spread"] > 0
+    g = folding.gap_error(np.array([0.01, -0.01]), np.array([0.0, 0.0]))
+    assert g["bias"] == pytest.approx(0.0) and g["mae"] == pytest.approx(10.0)
+    assert np.isnan(folding.gap_error(np.array([0.1]), np.array([]))["mae"])
+
+
+def _frames(times, temperatures=(300.0, 400.0)):
+    out = []
+    for temp in temperatures:
+        for t in times:
+            a = Atoms("H")
+            a.info.update(temperature=temp, time_ps=float(t))
+            out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("blocks,test,gap", [(10, 1, 1), (5, 1, 1), (10, 2, 1), (4, 1, 0)])
+def test_time_block_split_never_puts_test_block_frames_in_training(blocks, test, gap):
+    times = np.round(np.arange(1, 112) * 0.9, 4)  # the dataset's frame times (0.9 ps apart, 100 ps runs)
+    split = folding.time_block_split(_frames(times), 100.0, blocks, test, gap)
+    assert sum(map(len, split.values())) == 2 * len(times)
+    width = 100.0 / blocks
+    for temp in (300.0, 400.0):
+        t = {k: np.array([a.info["time_ps"] for a in v if a.info["temperature"] == temp]) for k, v in split.items()}
+        assert t["train"].max() <= (blocks - gap - test) * width  # training ends at a block edge
+        assert t["test"].min() > (blocks - test) * width  # every test frame lies in a test block
+        assert t["test"].min() - t["train"].max() >= gap * width - 0.9  # a whole buffer block between them
+        assert not set(t["test"]) & set(t["train"])
+        if gap:
+            assert t["valid"].min() > t["train"].max() and t["valid"].max() < t["test"].min()
+
+
+def test_time_block_split_rejects_impossible_splits():
+    with pytest.raises(ValueError):
+        folding.time_block_split([], 100.0, blocks=3, test=2, gap=1)
+    with pytest.raises(ValueError):
+        folding.time_block_split([], 100.0, blocks=10, test=0, gap=1)
+
+
+def test_time_block_split_reproduces_the_stored_dataset_split(data_dir):
+    from muse_ff.datasets.folding import CONFIG
+    from muse_ff.teachers.labelling import read_frames
+
+    frames = read_frames(data_dir / "folding" / "folding.extxyz.xz")
+    split = folding.time_block_split(frames, CONFIG.production_ps)
+    for key, part in split.items():
+        assert part and all(a.info["split"] == key for a in part)
+
+
+class _Pull(Calculator):
+    """Zero energy, a constant force pulling atom 0 away: its bonds stretch until the replica blows up."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        f = np.zeros((len(self.atoms), 3))
+        f[0, 0] = 50.0
+        self.results = {"energy": 0.0, "forces": f}
+
+
+def test_run_replica_stops_at_the_first_blown_up_frame(data_dir):
+    top = folding.topology(data_dir / "folding")
+    md = folding.MDBudget(replicas=1, steps=400, interval=10, timestep=1.0)
+    start, bond_list = folding.start_structure(top), folding.bonds(top.reference)
+    r = folding.run_replica(start, _Pull(), md, top, bond_list, seed=0)
+    assert r["failed_at_ps"] is not None and 0 < r["failed_at_ps"] < md.ps
+    assert r["steps"] < md.steps and len(r["time_ps"]) == len(r["rmsd_ca"]) == len(r["positions"])
+    assert r["time_ps"].max() < r["failed_at_ps"]  # observables only from the frames before the blow-up
+    s = folding.summarise([r], md)
+    assert s["stable"] == 0 and s["failed_at_ps"] == [r["failed_at_ps"]] and s["ns_per_day"] > 0
