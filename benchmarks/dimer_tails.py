@@ -37,6 +37,20 @@ structure. Run it alone (~20 s on 2 cores after the teacher scans; predictions a
 ``OUT/SO3LR_pretrained/`` and reused):
 
     python benchmarks/dimer_tails.py --only so3lr --out /tmp/tails      # or --so3lr next to the others
+
+A trained peer: ``SO3LR (trained; one charge per frame)``, the SO3LR architecture (the pretrained model's
+hyperparameters, 529,852 parameters) trained from scratch by so3krates-torch's own training code
+(:func:`muse_ff.baselines.so3lr.train_so3lr`) on the same train/valid frames as the others (the demo data's
+``split`` train and valid), with the demo's budget (150 epochs, batch 16, Adam 3e-3 cosine to 1e-5, EMA 0.98,
+gradient clip 10, best-validation EMA weights; loss 100 x MSE of the energy per atom + 1 x MSE of the force
+components, the same form in both codes), short-range cutoff 5 Å (our atom cutoff), long-range cutoff 100 Å (as
+for the pretrained one), the frame's total charge as input (the package takes one total charge per structure: a
+charge per fragment cannot be given, so the ion+water training frames carry their charge for the whole frame).
+``--seeds`` seeds (so3krates-torch's ``GENERAL.seed``: model initialisation and batch order; bit-reproducible on
+CPU). Evaluated through the package's own calculator in float64, dimers and monomers as for the pretrained one.
+Kept in ``OUT/SO3LR_trained/seed<k>/`` (reused when finished):
+
+    python benchmarks/dimer_tails.py --only so3lr-trained --seeds 3 --out /tmp/tails   # ~6 min a seed, 1 thread
 """
 
 from __future__ import annotations
@@ -147,17 +161,11 @@ SO3LR_CUTON = 0.45
 
 def so3lr_interaction(calc, frames: list[Atoms]) -> np.ndarray:
     """SO3LR's E(AB) - E(A) - E(B) (eV): the dimer with the frame's total charge, each monomer with its own
-    (:func:`muse_ff.data.atoms.fragment`), every structure a calculation of its own."""
+    (:func:`muse_ff.data.atoms.fragment`), every structure a calculation of its own
+    (:func:`muse_ff.baselines.so3lr.interaction_curve`)."""
+    from muse_ff.baselines.so3lr import interaction_curve
 
-    def energy(atoms: Atoms) -> float:
-        atoms = atoms.copy()
-        atoms.info["charge"] = float(atoms.info.get("charge", 0.0))
-        atoms.calc = calc
-        return float(atoms.get_potential_energy())
-
-    n = int(frames[0].info["n_first"])
-    return np.array([energy(f) - energy(fragment(f, slice(None, n))) - energy(fragment(f, slice(n, None)))
-                     for f in frames])
+    return interaction_curve(calc, frames)
 
 
 #: centre-of-mass separation (Å) of the "separated" diagnostic: beyond SO3LR's long-range cutoff
@@ -195,7 +203,7 @@ def shape(pred: np.ndarray, ref: np.ndarray, sep: np.ndarray) -> dict[str, float
 def run_so3lr(curves: list[dict], out: Path) -> tuple[list[dict], str]:
     """SO3LR on every scan (predictions reused from ``out/SO3LR_pretrained/predictions.json`` when they
     match the scans and cutoff); the per-scan :func:`shape` metrics and a markdown table."""
-    r_max_lr = float(round((max(SEPARATIONS) + SO3LR_MARGIN) / SO3LR_CUTON, 6))
+    r_max_lr = so3lr_r_max_lr()
     cache = out / SO3LR_DIR / "predictions.json"
     keys = [(c["pair"], c["orientation"], [float(r) for r in c["separation"]]) for c in curves]
     kept = json.loads(cache.read_text()) if cache.exists() else {}
@@ -268,6 +276,105 @@ def run_so3lr(curves: list[dict], out: Path) -> tuple[list[dict], str]:
     return per_scan, "\n".join(lines)
 
 
+SO3LR_TRAINED = "SO3LR (trained; one charge per frame)"
+SO3LR_TRAINED_DIR = "SO3LR_trained"
+
+
+def so3lr_r_max_lr() -> float:
+    """The long-range cutoff (Å) of both SO3LR contestants: the Coulomb switch starts ``SO3LR_MARGIN`` beyond
+    the largest scanned separation."""
+    return float(round((max(SEPARATIONS) + SO3LR_MARGIN) / SO3LR_CUTON, 6))
+
+
+def demo_splits() -> tuple[list[Atoms], list[Atoms]]:
+    """The demo data's training and validation frames (``info['split']``), what ``muse_ff.training.train``
+    uses for the other contestants (``data.split_key: split``)."""
+    from muse_ff.training.data import read_frames
+
+    frames = read_frames([str(demo_data())])
+    return ([a for a in frames if a.info.get("split") == "train"],
+            [a for a in frames if a.info.get("split") == "valid"])
+
+
+def run_so3lr_trained(curves: list[dict], out: Path, seed: int, epochs: int | None) -> dict:
+    """Train (or reuse) SO3LR for ``seed`` in ``out/SO3LR_trained/seed<k>/`` and evaluate it on the scans
+    (predictions kept in ``predictions.json`` there); returns the mean :func:`shape` metrics over scans, with the
+    separated-limit diagnostic (E_int at ``SO3LR_FAR`` Å, meV; the first monomer's charge inside the dimer) and the
+    run's training summary."""
+    from muse_ff.baselines.so3lr import TRAINING_DEFAULTS, train_so3lr, trained_so3lr_calculator
+
+    folder = out / SO3LR_TRAINED_DIR / f"seed{seed}"
+    r_max_lr = so3lr_r_max_lr()
+    train, valid = demo_splits()
+    run = train_so3lr(train, valid, folder / "run", seed=seed, threads=1, r_max_lr=r_max_lr,
+                      epochs=TRAINING_DEFAULTS["epochs"] if epochs is None else epochs)
+    cache = folder / "predictions.json"
+    keys = [[c["pair"], c["orientation"], [float(r) for r in c["separation"]]] for c in curves]
+    kept = json.loads(cache.read_text()) if cache.exists() else {}
+    if kept.get("keys") == keys and kept.get("far") == SO3LR_FAR and kept.get("r_max_lr") == r_max_lr:
+        preds, separated, t_eval = [np.array(p) for p in kept["pred"]], kept["separated"], kept["eval_time_s"]
+    else:
+        t1 = time.time()
+        calc = trained_so3lr_calculator(folder / "run", r_max_lr=r_max_lr)
+        preds = [so3lr_interaction(calc, c["frames"]) for c in curves]
+        separated = []
+        for c in curves:
+            n = int(c["frames"][0].info["n_first"])
+            u = c["frames"][-1].positions[n] - c["frames"][-2].positions[n]
+            separated.append(so3lr_separated(calc, c["frames"][-1], u / np.linalg.norm(u)))
+        t_eval = round(time.time() - t1, 1)
+        cache.write_text(json.dumps({"keys": keys, "far": SO3LR_FAR, "r_max_lr": r_max_lr, "dtype": "float64",
+                                     "weights": "best", "pred": [p.tolist() for p in preds],
+                                     "separated": separated, "eval_time_s": t_eval}, indent=1))
+    per_scan = [shape(p, c["ref"], c["separation"]) for c, p in zip(curves, preds)]
+    bound = [m for m in per_scan if m["bound"]]
+    mean = {k: float(np.mean([m[k] for m in per_scan])) for k in per_scan[0] if k != "bound"}
+    for k in ("dr_min", "r_min", "e_min"):
+        mean[f"{k}_bound"] = _mean([m[k] for m in bound])
+    mean["e_far"] = float(np.mean([f[0] for f in separated]) * 1e3)
+    mean["abs_e_far"] = float(np.mean([abs(f[0]) for f in separated]) * 1e3)
+    mean["abs_q_first_far"] = float(np.mean([abs(f[1]) for f in separated]))
+    mean["train_time_s"] = run["train_time_s"]  # of the run that trained it (a reused run: its own time)
+    mean["eval_time_s"] = t_eval
+    mean["best_epoch"] = run["best_epoch"]
+    mean["valid_energy_mae"] = (run["best_valid"] or {}).get("energy_mae_meV_per_atom", float("nan"))
+    mean["valid_forces_mae"] = (run["best_valid"] or {}).get("forces_mae_meV_per_A", float("nan"))
+    mean["params"] = run["params"]
+    return mean
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def so3lr_trained_shape_table(runs: list[dict], curves: list[dict]) -> list[str]:
+    """Markdown lines: the trained SO3LR's curve shape, separated limit and cost, mean ± std over seeds, with the
+    teacher's values."""
+
+    def stat(key: str, fmt: str = ".2f") -> str:
+        v = np.array([r[key] for r in runs], dtype=float)
+        if np.isnan(v).any():
+            return "n/a"
+        return f"{v.mean():{fmt}} ± {v.std(ddof=1) if len(v) > 1 else 0.0:{fmt}}"
+
+    teacher = [shape(c["ref"], c["ref"], c["separation"]) for c in curves]
+    bound = [t for t in teacher if t["bound"]]
+    return [f"{SO3LR_TRAINED}: shape of the curves and cost, mean ± std over {len(runs)} seed(s) (means over scans; "
+            f"r_min, |Δr_min| and E_min over the {len(bound)} scans whose teacher curve has a minimum; E_int and "
+            f"q(first) at {SO3LR_FAR:.0f} Å: the separated limit, 0 for charges conserved per molecule; valid: the "
+            f"best epoch's validation MAE as so3krates-torch reports it):", "",
+            "| model | E_int 12 Å (meV) | abs. Δr_min (Å) | r_min (Å) | E_min (meV) "
+            f"| abs. E_int {SO3LR_FAR:.0f} Å (meV) | abs. q(first) {SO3LR_FAR:.0f} Å (e) | valid E (meV/atom) "
+            "| valid F (meV/Å) | train s | eval s |", "|---" * 11 + "|",
+            f"| {SO3LR_TRAINED} | {stat('e_12')} | {stat('dr_min_bound')} | {stat('r_min_bound')} | "
+            f"{stat('e_min_bound', '.1f')} | {stat('abs_e_far', '.3f')} | {stat('abs_q_first_far', '.4f')} | "
+            f"{stat('valid_energy_mae')} | {stat('valid_forces_mae', '.1f')} | {stat('train_time_s', '.0f')} | "
+            f"{stat('eval_time_s', '.0f')} |",
+            f"| teacher | {np.mean([t['e_12'] for t in teacher]):+.2f} | 0 | "
+            f"{_mean([t['r_min'] for t in bound]):.2f} | {_mean([t['e_min'] for t in bound]):.1f} | 0 | 0 "
+            "| | | | |"]
+
+
 def train_one(name: str, seed: int, out: Path, epochs: int | None) -> Path:
     from muse_ff.training.run import train
 
@@ -294,8 +401,10 @@ def main(argv=None) -> int:
     ap.add_argument("--orientations", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one orientation of one pair")
     ap.add_argument("--so3lr", action="store_true", help=f"also evaluate {SO3LR} (so3krates-torch)")
-    ap.add_argument("--only", choices=["so3lr"], default=None,
-                    help=f"only {SO3LR}: no training, results in OUT/dimer_tails_so3lr.{{md,json}}")
+    ap.add_argument("--so3lr-trained", action="store_true", help=f"also train and evaluate {SO3LR_TRAINED}")
+    ap.add_argument("--only", choices=["so3lr", "so3lr-trained"], default=None,
+                    help=f"only {SO3LR} (no training, results in OUT/dimer_tails_so3lr.{{md,json}}) or only "
+                         f"{SO3LR_TRAINED} (--seeds seeds, results in OUT/dimer_tails_so3lr_trained.{{md,json}})")
     args = ap.parse_args(argv)
     from muse_ff import load_model
 
@@ -312,7 +421,15 @@ def main(argv=None) -> int:
         if args.only == "so3lr":
             return 0
     results: dict[str, list[dict]] = {}
-    for name in args.models:
+    if args.so3lr_trained or args.only == "so3lr-trained":
+        for seed in range(args.seeds):
+            t1 = time.time()
+            mean = run_so3lr_trained(curves, args.out, seed, args.epochs)
+            results.setdefault(SO3LR_TRAINED, []).append(mean)
+            print(f"{SO3LR_TRAINED} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()
+                                                               if isinstance(v, float))
+                  + f"  ({time.time() - t1:.0f} s)", flush=True)
+    for name in ([] if args.only == "so3lr-trained" else args.models):
         for seed in range(args.seeds):
             t1 = time.time()
             model = load_model(train_one(name, seed, args.out, args.epochs)).eval()
@@ -334,10 +451,13 @@ def main(argv=None) -> int:
             v = np.array([r[k] for r in runs])
             cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if SO3LR_TRAINED in results:
+        lines += ["", *so3lr_trained_shape_table(results[SO3LR_TRAINED], curves)]
     text = "\n".join(lines)
     print(text)
-    (args.out / "dimer_tails.md").write_text(text + "\n")
-    (args.out / "dimer_tails.json").write_text(json.dumps({"results": results, "ref_12": ref12, "ref_25": ref25,
+    stem = "dimer_tails_so3lr_trained" if args.only == "so3lr-trained" else "dimer_tails"
+    (args.out / f"{stem}.md").write_text(text + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps({"results": results, "ref_12": ref12, "ref_25": ref25,
                                                            "backbone": BACKBONE, "args": vars(args)},
                                                           default=str, indent=1))
     return 0
