@@ -72,12 +72,29 @@ def test_dimer_placement_respects_separation_and_contacts():
         assert d.min() >= cfg.min_contact
 
 
-@pytest.mark.parametrize("name", ["benzene", "naphthalene", "pyridine"])
+def _graphene_molecule(name):
+    from ase.build import molecule as g2_molecule
+
+    from muse_ff.datasets.molecule_graphene import EXTRA_MOLECULES
+
+    return molecule(name) if name in MOLECULES else g2_molecule(EXTRA_MOLECULES[name])
+
+
+def test_every_molecule_graphene_molecule_can_be_built_and_is_planar():
+    from muse_ff.datasets.molecule_graphene import CONFIG, EXTRA_MOLECULES
+
+    assert set(CONFIG.molecules) <= set(MOLECULES) | set(EXTRA_MOLECULES)
+    assert CONFIG.molecules[:3] == ("benzene", "naphthalene", "pyridine")  # appended: earlier frames unchanged
+    for name in CONFIG.molecules:
+        assert np.ptp(lay_flat(_graphene_molecule(name)).positions[:, 2]) < 1e-6
+
+
+@pytest.mark.parametrize("name", ["benzene", "naphthalene", "pyridine", "pyrrole"])
 def test_lay_flat_is_canonical_for_any_rotated_copy(name):
     """The orientation comes from the atoms, not from the eigensolver's arbitrary eigenvector signs."""
     from muse_ff.datasets.common import random_rotation
 
-    mol = molecule(name)
+    mol = _graphene_molecule(name)
     flat = lay_flat(mol)
     assert np.abs(flat.positions[:, 2]).max() < 1e-8  # in the xy plane
     rng = np.random.default_rng(0)
