@@ -11,7 +11,10 @@ long-range terms (``physical: {}`` with ``charges: true``). Each suite is one su
 - ``nonlocal``: ``muse bench nonlocal`` (three coarse levels reaching across a 24-carbon chain,
   :data:`NONLOCAL_LEVELS`; plus the physical model);
 - ``muse bench backbones``: each backbone plain and as MuSE(backbone) with :data:`MUSE_LEVELS`
-  (:func:`backbone_pairs`).
+  (:func:`backbone_pairs`); ``muse bench graphene`` adds the MACE and SO3krates pairs of
+  :data:`SMALL_BACKBONES` to its ``bench`` suite.
+
+:func:`select` picks contestants by name or folder name (the ``--contestants`` option of ``muse bench``).
 
 :func:`model_section` turns an entry into the ``model:`` section (backbone, cutoff, levels, optional dtype,
 then the entry's other keys); :func:`contestants` does it for a whole suite. This module imports nothing of
@@ -20,7 +23,7 @@ the library, so neither ``muse_ff.training`` nor ``muse_ff.bench`` needs the oth
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 #: Å, the backbone cutoff of every contestant
 CUTOFF = 5.0
@@ -37,6 +40,16 @@ PHYSICAL: dict = {"physical": {}, "charges": True}
 #: cumulene (~31 Å end to end) 7, 5 and 3 nodes, every top-level pair within its cutoff
 NONLOCAL_LEVELS: list[dict] = [{"cutoff": 10.0, "ratio": 4}, {"cutoff": 20.0, "ratio": 2},
                                {"cutoff": 40.0, "ratio": 2}]
+
+#: MACE and SO3krates at about the size of the benchmarks' PaiNN (32 features, 2 layers, 12 radial functions;
+#: 27.6k parameters in muse bench graphene): SO3krates with 32 features, 2 layers, degrees 1-2 (25k); MACE with
+#: 16 channels, 2 interactions, max_ell 1, correlation order 2 (59k), still ~5x PaiNN's time per graphene frame
+#: on one CPU thread (32 channels: ~10x). The library defaults (muse bench backbones) cost 5-20x more.
+SMALL_BACKBONES: dict[str, dict] = {
+    "SO3krates": {"name": "so3krates", "features": 32, "heads": 2, "degrees": [1, 2], "layers": 2, "num_basis": 12},
+    "MACE": {"name": "mace", "num_channels": 16, "max_ell": 1, "correlation": 2, "num_interactions": 2,
+             "num_radial_basis": 8},
+}
 
 #: suite -> {contestant name: overrides of the backbone's ``model:`` section}
 SUITES: dict[str, dict[str, dict]] = {
@@ -101,3 +114,20 @@ def training_overrides(suite: str, name: str) -> dict | None:
 def slug(name: str) -> str:
     """A contestant's folder name: ``MuSE(PaiNN)`` -> ``muse_painn``, ``PaiNN+LES`` -> ``painn_les``."""
     return name.replace("(", "_").replace(")", "").replace(" ", "_").replace("+", "_").lower()
+
+
+def select(wanted: str | Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """The contestants of ``available`` named in ``wanted`` (comma-separated text or a list), in
+    ``available``'s order; each name may be given as is or as its :func:`slug` (``muse_painn``), any case.
+    ``None`` or empty: all. An unknown name is a ``ValueError`` listing the available ones."""
+    if wanted is None:
+        return list(available)
+    items = [w.strip() for w in (wanted.split(",") if isinstance(wanted, str) else wanted) if w.strip()]
+    if not items:
+        return list(available)
+    keys = {k: name for name in available for k in (name.lower(), slug(name))}
+    unknown = [w for w in items if w.lower() not in keys and slug(w) not in keys]
+    if unknown:
+        raise ValueError(f"unknown contestant(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    chosen = {keys.get(w.lower(), keys.get(slug(w))) for w in items}
+    return [name for name in available if name in chosen]

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from muse_ff.cli.main import main
@@ -15,13 +16,37 @@ def _report(folder):
     return content
 
 
-def test_bench_graphene_quick_reports_curves_of_both_models(tmp_path, data_dir):
+def test_bench_graphene_quick_reports_seen_and_unseen_molecules_of_every_contestant(tmp_path, data_dir):
     assert main(["bench", "graphene", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
     content = _report(tmp_path / "graphene")
-    models = content["results"]["models"]
-    assert set(models) == {"PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
-    curve = models["PaiNN"]["curves"]["benzene/flake"]
+    assert len(content["plots"]) == 2  # binding curves and learning curves
+    results = content["results"]
+    models = results["models"]
+    assert list(models) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+    assert results["complete"] and results["held_out"] == ["naphthalene"] and results["trained_on"] == ["benzene"]
+    assert all(len(runs) == 1 for runs in models.values())  # quick: one seed
+    curve = models["PaiNN"][0]["curves"]["benzene/flake"]
+    assert curve["seen"] and not models["PaiNN"][0]["curves"]["naphthalene/flake"]["seen"]
     assert curve["pred"][-1] == pytest.approx(0.0, abs=1e-2)  # meV: a 5 Å model sees no binding at 12 Å
+    assert models["MACE"][0]["test_unseen"]["frames"] == 2 and models["MACE"][0]["test_seen"]["frames"] == 2
+    assert len(results["learning_curves"]["PaiNN"][0]["val_loss"]) == 2  # one value per epoch
+
+
+def test_bench_graphene_seeds_give_different_models_and_verdicts(tmp_path, data_dir):
+    args = ["bench", "graphene", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir), "--seeds", "2",
+            "--contestants", "painn,MuSE(PaiNN)"]
+    assert main(args) == 0
+    results = _report(tmp_path / "graphene")["results"]
+    assert results["seeds"] == {"PaiNN": 2, "MuSE(PaiNN)": 2}
+    for name in ("painn", "muse_painn"):
+        assert all((tmp_path / "graphene" / f"seed{k}" / name / "model.pt").is_file() for k in (0, 1))
+    a, b = (np.asarray(r["curves"]["benzene/flake"]["pred"]) for r in results["models"]["PaiNN"])
+    assert np.abs(a - b).max() > 1e-3  # another initialisation and frame order: another model
+    md = (tmp_path / "graphene" / "table.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| MuSE(PaiNN) vs PaiNN | unseen | 2 / 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # two seeds each: a verdict on every curve score (no periodic frames in quick mode: n/a there)
+    assert all(c.split(" (")[0] in ("better", "worse", "within spread") for c in cells[3:7]) and cells[7] == "n/a"
 
 
 def test_bench_hessian_quick_compares_frequencies(tmp_path, data_dir):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -289,3 +289,190 @@ def _get(d: dict, key: str):
         if k.endswith(key) and isinstance(v, (int, float)):
             return float(v)
     return None
+
+
+# ---------------------------------------------------------------------------------------------- seeds
+def seed_folder(out: Path, seed: int) -> Path:
+    """Where the contestants of training seed ``seed`` are trained: ``out/seed<k>/<slug>``."""
+    return Path(out) / f"seed{seed}"
+
+
+def seed_schedule(seeds: Mapping[str, int]) -> list[tuple[int, str]]:
+    """The (seed, contestant) trainings of ``seeds`` ({name: number of seeds}), in the order they run.
+
+    Contestants with more seeds come first (their groups in the order given), and within a group every
+    contestant's seed 0, then every seed 1, ...: so a run cut short still has the fully seeded contestants
+    complete, compared seed by seed, before the single-seed extras start."""
+    order: list[tuple[int, str]] = []
+    for n in sorted(set(seeds.values()), reverse=True):
+        group = [name for name, k in seeds.items() if k == n]
+        order += [(s, name) for s in range(n) for name in group]
+    return order
+
+
+def train_seeds(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out: Path, budget: Budget,
+                models: Mapping[str, dict] | Callable[[Budget], Mapping[str, dict]], seeds: int | Mapping[str, int],
+                progress: bool = False, retrain: bool = False, console: Console | None = None,
+                on_trained: Callable[[int, Trained], None] | None = None) -> dict[str, list[Trained]]:
+    """Train each contestant of ``models`` with ``seeds`` training seeds (an int for all, or {name: n}).
+
+    Seed ``k`` is ``budget.seed = k`` (:func:`training_config`): it draws the model's initial weights and the
+    order of the training frames in every epoch (``muse_ff.training``: ``seed_everything`` and the seeded
+    sampler); the frames, budget and everything else stay the same. Each training goes through
+    :func:`train_pair` into ``out/seed<k>/<slug>`` (reused when already trained, unless ``retrain``), in the
+    order of :func:`seed_schedule`. ``models``: {name: ``model:`` section}, or a function of the seeded budget
+    giving it. ``on_trained(seed, trained)`` is called after each training (e.g. to evaluate and write a
+    partial report). Returns {name: [Trained per seed, seed 0 first]}."""
+    counts = {name: int(seeds) for name in (models(budget) if callable(models) else models)} \
+        if isinstance(seeds, int) else {k: int(v) for k, v in seeds.items()}
+    if any(n < 1 for n in counts.values()):
+        raise ValueError(f"seeds must be >= 1, got {counts}")
+    out_runs: dict[str, list[Trained]] = {}
+    for seed, name in seed_schedule(counts):
+        b = budget.scaled(seed=seed)
+        sections = models(b) if callable(models) else models
+        t = train_pair(train_frames, valid_frames, seed_folder(out, seed), b, progress, retrain, console,
+                       models={name: sections[name]})[name]
+        out_runs.setdefault(name, []).append(t)
+        if on_trained is not None:
+            on_trained(seed, t)
+    return {name: out_runs[name] for name in counts if name in out_runs}
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0.0 for one value) of the finite ``values``; NaNs and
+    Nones are dropped; (nan, nan) when none is left."""
+    import numpy as np
+
+    v = np.asarray([float(x) for x in values if x is not None and x == x], dtype=float)
+    if not len(v):
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def pm(values: Sequence[float], digits: int = 1) -> str:
+    """'mean ± std' of ``values`` over seeds (just the value for one, '-' for none)."""
+    kept = [x for x in values if x is not None and x == x]
+    m, s = mean_std(kept)
+    if m != m:
+        return "-"
+    return f"{m:.{digits}f}" if len(kept) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The comparison of a contestant's metric with a reference's over seeds (:func:`verdict`)."""
+
+    word: str  # "better", "worse", "within spread" or "n/a"
+    difference: float  # mean(contestant) - mean(reference)
+    spread: float  # sqrt(std(contestant)^2 + std(reference)^2)
+    seeds: tuple[int, int]  # values behind each mean
+
+    def __str__(self) -> str:
+        return self.word
+
+
+#: the least number of seeds on each side for a verdict: with one value there is no spread to beat
+MIN_SEEDS_FOR_VERDICT = 2
+
+
+def verdict(values: Sequence[float], reference: Sequence[float], lower_is_better: bool = True) -> Verdict:
+    """Is a contestant better than the reference on one metric, beyond the seed-to-seed spread?
+
+    The rule: with means m and m_ref and sample standard deviations s and s_ref over seeds (ddof 1), the
+    difference d = m - m_ref counts only if |d| > sqrt(s^2 + s_ref^2), the combined spread of the two sets of
+    runs (one standard deviation of each, added in quadrature; deliberately stricter than a standard error,
+    which would shrink with more seeds). Then the word is "better" where d is in the good direction (lower
+    for errors, ``lower_is_better``) and "worse" otherwise; else "within spread". With fewer than
+    :data:`MIN_SEEDS_FOR_VERDICT` finite values on either side there is no spread and the word is "n/a"."""
+    a = [x for x in values if x is not None and x == x]
+    b = [x for x in reference if x is not None and x == x]
+    (m, s), (mr, sr) = mean_std(a), mean_std(b)
+    if min(len(a), len(b)) < MIN_SEEDS_FOR_VERDICT:
+        return Verdict("n/a", m - mr if a and b else float("nan"), float("nan"), (len(a), len(b)))
+    d, spread = m - mr, float((s * s + sr * sr) ** 0.5)
+    if abs(d) <= spread:
+        return Verdict("within spread", d, spread, (len(a), len(b)))
+    good = d < 0 if lower_is_better else d > 0
+    return Verdict("better" if good else "worse", d, spread, (len(a), len(b)))
+
+
+VERDICT_RULE = ("verdict: 'better'/'worse' only where the difference of the means over seeds exceeds the "
+                "combined spread sqrt(std_a^2 + std_b^2) (sample std over seeds); else 'within spread'; "
+                f"'n/a' with fewer than {MIN_SEEDS_FOR_VERDICT} seeds on a side")
+
+
+# ---------------------------------------------------------------------------------------------- learning curves
+def learning_curve(folder: Path) -> dict[str, list[float]]:
+    """One training's curve from ``folder/logs/metrics.csv`` (:class:`muse_ff.training.callbacks.EpochLog`):
+    {"epoch", "train_loss", "val_loss", and the validation MAEs present}, as lists per epoch (NaN where a
+    row has no value); {} when there is no log."""
+    import csv
+
+    path = Path(folder) / "logs" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [k for k in ("epoch", "train_loss", "val_loss", "val_energy_mae", "val_forces_mae") if rows and k in rows[0]]
+
+    def num(x: str | None) -> float:
+        try:
+            return float(x)
+        except (TypeError, ValueError):
+            return float("nan")
+
+    return {k: [num(r.get(k)) for r in rows] for k in keys}
+
+
+def plateau(curve: Mapping[str, Sequence[float]], key: str = "val_loss", tail: float = 0.25) -> float:
+    """How much the best ``key`` still improved in the last ``tail`` of the epochs: (best before the tail -
+    best overall) / best before the tail, as a fraction (0: no gain in the tail, a plateau; 0.2: the best
+    value fell 20% in the tail, still learning). NaN with fewer than 4 epochs."""
+    import numpy as np
+
+    v = np.asarray(curve.get(key, []), dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 4:
+        return float("nan")
+    cut = max(1, int(round(len(v) * (1 - tail))))
+    before = float(v[:cut].min())
+    return (before - float(v.min())) / abs(before) if before else 0.0
+
+
+def plot_learning_curves(curves: Mapping[str, Sequence[Mapping[str, Sequence[float]]]], path: Path,
+                         key: str = "val_loss", title: str = "validation loss per epoch") -> Path:
+    """Validation loss (log scale) against epoch: one colour per contestant, one line per seed."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for k, (name, runs) in enumerate(curves.items()):
+        for j, c in enumerate(runs):
+            if c.get(key):
+                ax.plot(c["epoch"], c[key], color=f"C{k % 10}", lw=1, alpha=0.85,
+                        ls="-" if name.startswith("MuSE(") else "--", label=name if j == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def curve_rows(trained: Mapping[str, Sequence[Trained]]) -> list[list]:
+    """Rows (model, seeds, epochs, best epoch, final val loss, gain in the last quarter) of the learning curves."""
+    import numpy as np
+
+    rows = []
+    for name, runs in trained.items():
+        curves = [learning_curve(t.path.parent) for t in runs]
+        curves = [c for c in curves if c.get("val_loss")]
+        best = [int(np.nanargmin(c["val_loss"])) for c in curves]
+        rows.append([name, len(runs), pm([len(c["val_loss"]) for c in curves], 0), pm(best, 0),
+                     pm([float(np.nanmin(c["val_loss"])) for c in curves], 4),
+                     pm([100 * plateau(c) for c in curves], 1)])
+    return rows
+
+
+CURVE_COLUMNS = ["model", "seeds", "epochs", "best epoch", "best val loss",
+                 "% gain of best val loss in last 25% of epochs"]

@@ -1,15 +1,34 @@
-"""``muse bench graphene``: binding curves and lateral scans of molecules over graphene (GFN1-xTB teacher).
+"""``muse bench graphene``: binding curves and lateral scans of molecules over graphene (GFN1-xTB teacher),
+trained on some molecules and tested on others.
 
-Both models train on the ``role=sample`` frames (train/valid splits; flake and periodic sheet) and are
-evaluated on the rigid ``role=curve`` (heights 2.8-12 Å) and ``role=scan`` frames. The binding energy is
-``E(complex) - E(substrate) - E(molecule)`` with each model evaluating the rigid fragments itself, as the
-teacher's ``binding_energy`` does (the same fragments: :func:`muse_ff.analysis.quantities.substrate_and_molecule`).
-Long-range tails are judged on the flake only: the periodic-sheet GFN1-xTB tail turns repulsive beyond ~8 Å,
-a teacher artefact (docs/DATASETS.md); periodic curves are reported below 8 Å.
+**Held-out molecules.** The dataset has benzene, naphthalene, pyridine and pyrrole. :data:`HELD_OUT` (one
+aromatic, naphthalene, and one heteroaromatic, pyrrole) are never trained on: every contestant trains on the
+``role=sample`` frames of the other molecules (benzene, pyridine: train split; valid split for validation).
+Everything is reported for the seen and the unseen molecules apart: the rigid ``role=curve`` frames (heights
+2.8-12 Å) over the flake and the periodic sheet, the benzene ``role=scan`` frames (seen), and the force and
+energy errors of the ``sample`` frames (seen: test split; unseen: every sample of the held-out molecules).
+Transfer to the unseen molecules is the verdict that counts. Pyridine stays in training so nitrogen is seen.
+
+The binding energy is ``E(complex) - E(substrate) - E(molecule)`` with each model evaluating the rigid
+fragments itself, as the teacher's ``binding_energy`` does (the same fragments:
+:func:`muse_ff.analysis.quantities.substrate_and_molecule`). Long-range tails are judged on the flake only: the
+periodic-sheet GFN1-xTB tail turns repulsive beyond ~8 Å, a teacher artefact (docs/DATASETS.md); periodic
+curves are reported below 8 Å.
+
+**Contestants and seeds.** PaiNN, MuSE(PaiNN) and PaiNN+LES (the registry's ``bench`` suite, PaiNN of the
+budget's size) train with :data:`SEEDS` seeds each (``--seeds``); SO3krates, MuSE(SO3krates), MACE and
+MuSE(MACE) (:func:`backbones`, at about PaiNN's size in the default mode) with :data:`EXTRA_SEEDS`
+(at most ``--seeds``). A seed draws the initial weights and the order of the training frames
+(:func:`muse_ff.bench.common.train_seeds`). Tables give mean ± std over seeds; the verdicts compare each
+contestant with its plain backbone (MuSE(X) and X+LES with X) and say better/worse only where the
+difference of the means exceeds the combined spread (:func:`muse_ff.bench.common.verdict`). The trainings
+run fully seeded contestants first, and the report (tables, plots, ``results.json``) is rewritten after each
+one, so a run cut short keeps what finished. ``--contestants`` picks a subset.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +36,24 @@ from ase import Atoms
 from rich.console import Console
 
 from muse_ff.analysis.quantities import binding_energies
-from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, trained_rows
+from muse_ff.bench import common
+from muse_ff.bench.common import (
+    CURVE_COLUMNS,
+    VERDICT_RULE,
+    Budget,
+    Report,
+    contestant_config,
+    curve_rows,
+    fmt,
+    learning_curve,
+    plot_learning_curves,
+    pm,
+    pyplot,
+    save_figure,
+    train_seeds,
+    verdict,
+)
+from muse_ff.contestants import SMALL_BACKBONES, backbone_pairs, select
 
 DATA = "molecule-graphene/molecule-graphene.extxyz.xz"  # in the data folder
 CUTOFF = 5.0  # Å, the backbone cutoff: curve errors are split inside / beyond it
@@ -31,20 +67,81 @@ BUDGETS = {
 }
 
 
-def load(path: Path, quick: bool) -> dict[str, list[Atoms]]:
-    """Frames by role: ``train``/``valid``/``test`` samples, ``curve`` and ``scan`` frames."""
+#: never trained on: one aromatic and one heteroaromatic molecule (those the dataset has are held out)
+HELD_OUT = ("naphthalene", "pyrrole")
+#: training seeds of PaiNN, MuSE(PaiNN) and PaiNN+LES per mode (``--seeds`` overrides)
+SEEDS = {"quick": 1, "default": 3, "full": 5}
+#: training seeds of the MACE and SO3krates pairs per mode (at most ``--seeds``)
+EXTRA_SEEDS = {"quick": 1, "default": 1, "full": 3}
+
+
+def backbones(mode: str) -> dict[str, dict]:
+    """The MACE and SO3krates ``model.backbone`` sections of ``mode``: tiny in quick mode (those of
+    ``muse bench backbones --quick``), about PaiNN's size by default (:data:`~muse_ff.contestants.SMALL_BACKBONES`),
+    each library's defaults with ``--full`` (those of ``muse bench backbones``)."""
+    from muse_ff.bench.backbones import SIZES
+
+    sizes = SMALL_BACKBONES if mode == "default" else SIZES[mode]
+    return {label: dict(sizes[label]) for label in ("SO3krates", "MACE")}  # the cheaper first
+
+
+def contestants(budget: Budget, mode: str) -> dict[str, dict]:
+    """{name: ``model:`` section}: :data:`muse_ff.bench.common.MODELS` on the budget's PaiNN, then MACE and
+    SO3krates plain and as MuSE(backbone) (:func:`muse_ff.contestants.backbone_pairs`)."""
+    out = {name: contestant_config(budget, spec) for name, spec in common.MODELS.items()}
+    out.update(backbone_pairs(backbones(mode), budget.dtype))
+    return out
+
+
+def seed_counts(names: list[str], mode: str, seeds: int | None = None) -> dict[str, int]:
+    """{name: seeds}: ``seeds`` (default :data:`SEEDS`) for the PaiNN contestants, at most :data:`EXTRA_SEEDS`
+    for the others."""
+    n = SEEDS[mode] if seeds is None else int(seeds)
+    if n < 1:
+        raise ValueError(f"seeds must be >= 1, got {n}")
+    primary = set(common.MODELS)
+    return {name: n if name in primary else min(n, EXTRA_SEEDS[mode]) for name in names}
+
+
+def load(path: Path, quick: bool, held_out: tuple[str, ...] = HELD_OUT) -> dict[str, list[Atoms]]:
+    """Frames by use: ``train``/``valid`` (samples of the seen molecules), ``test_seen`` (their test-split
+    samples), ``test_unseen`` (every sample of the held-out molecules), ``curve`` and ``scan`` (rigid, every
+    molecule). The molecules of ``held_out`` that the dataset has are the unseen ones
+    (:func:`unseen_molecules`); no frame of theirs is in ``train`` or ``valid``. Quick mode: benzene and the
+    first held-out molecule over the flake."""
     from muse_ff.teachers.labelling import read_frames
 
     frames = read_frames(path)
-    out = {s: [a for a in frames if a.info["role"] == "sample" and a.info["split"] == s]
-           for s in ("train", "valid", "test")}
+    present = list(dict.fromkeys(a.info["molecule"] for a in frames))
+    unseen = [m for m in held_out if m in present]
+    if len(unseen) == len(present):
+        raise ValueError(f"holding out {unseen} leaves no molecule to train on")
+    if quick:
+        keep = {"benzene", *unseen[:1]}
+        frames = [a for a in frames if a.info["molecule"] in keep and a.info["substrate"] == "flake"]
+    samples = [a for a in frames if a.info["role"] == "sample"]
+    seen = lambda a: a.info["molecule"] not in unseen  # noqa: E731
+    out = {s: [a for a in samples if seen(a) and a.info["split"] == s] for s in ("train", "valid")}
+    out["test_seen"] = [a for a in samples if seen(a) and a.info["split"] == "test"]
+    out["test_unseen"] = [a for a in samples if not seen(a)]
     out["curve"] = [a for a in frames if a.info["role"] == "curve"]
     out["scan"] = [a for a in frames if a.info["role"] == "scan"]
-    if quick:  # benzene over the flake only
-        keep = lambda a: a.info["molecule"] == "benzene" and a.info["substrate"] == "flake"  # noqa: E731
-        out = {k: [a for a in v if keep(a)] for k, v in out.items()}
-        out["test"] = out["test"][:2]
+    if quick:
+        out["test_seen"], out["test_unseen"] = out["test_seen"][:2], out["test_unseen"][:2]
+    for a in frames:
+        a.info["seen"] = seen(a)
     return out
+
+
+def unseen_molecules(frames: dict[str, list[Atoms]]) -> list[str]:
+    """The held-out molecules of :func:`load`'s frames (those of ``test_unseen`` and of unseen curves)."""
+    return list(dict.fromkeys(a.info["molecule"] for k in ("test_unseen", "curve", "scan") for a in frames[k]
+                              if not a.info.get("seen", True)))
+
+
+def seen_molecules(frames: dict[str, list[Atoms]]) -> list[str]:
+    """The trained molecules of :func:`load`'s frames."""
+    return list(dict.fromkeys(a.info["molecule"] for a in frames["train"]))
 
 
 def _minimum(h: np.ndarray, e: np.ndarray) -> tuple[float, float]:
@@ -59,12 +156,13 @@ def _minimum(h: np.ndarray, e: np.ndarray) -> tuple[float, float]:
 
 
 def curve_metrics(h: np.ndarray, pred: np.ndarray, ref: np.ndarray, max_height: float = np.inf) -> dict:
-    """Minimum height (Å), depth (meV) of model and teacher, curve MAE (meV) inside / beyond the cutoff."""
+    """Minimum height (Å), depth (meV) of model and teacher, curve MAE (meV) over all heights up to
+    ``max_height`` and inside / beyond the cutoff."""
     keep = h <= max_height
     h, pred, ref = h[keep], pred[keep] * 1000, ref[keep] * 1000
     err = np.abs(pred - ref)
     (hp, ep), (hr, er) = _minimum(h, pred), _minimum(h, ref)
-    return {"h_min": hp, "h_min_ref": hr, "depth": ep, "depth_ref": er,
+    return {"h_min": hp, "h_min_ref": hr, "depth": ep, "depth_ref": er, "mae": float(err.mean()),
             "mae_inside": float(err[h < CUTOFF].mean()), "mae_beyond": float(err[h >= CUTOFF].mean()),
             "e_far": float(pred[-1]), "e_far_ref": float(ref[-1]), "h_far": float(h[-1])}
 
@@ -79,7 +177,7 @@ def group(frames: list[Atoms]) -> dict[tuple[str, str], list[int]]:
 
 
 def evaluate_model(model, frames: dict[str, list[Atoms]]) -> dict:
-    """Curves, scans and force errors of one model (energies in meV, forces in meV/Å)."""
+    """Curves, scans and sample errors of one model (binding energies in meV, E meV/atom, F meV/Å)."""
     from muse_ff.analysis.metrics import evaluate_frames
 
     out: dict = {"curves": {}, "scans": {}}
@@ -90,77 +188,169 @@ def evaluate_model(model, frames: dict[str, list[Atoms]]) -> dict:
         pred, ref = binding_energies(model, fr), np.array([a.info["binding_energy"] for a in fr])
         for (mol, sub), idx in group(fr).items():
             x = np.array([fr[k].info["height" if role == "curve" else "shift"] for k in idx], dtype=float)
-            entry = {"x": x, "pred": pred[idx] * 1000, "ref": ref[idx] * 1000}
+            entry = {"x": x, "pred": pred[idx] * 1000, "ref": ref[idx] * 1000, "seen": bool(fr[idx[0]].info["seen"])}
             if role == "curve":
                 entry["metrics"] = curve_metrics(x, pred[idx], ref[idx],
                                                  PERIODIC_MAX_HEIGHT if sub == "periodic" else np.inf)
             out["curves" if role == "curve" else "scans"][f"{mol}/{sub}"] = entry
-    labelled = frames["test"] + frames["curve"] + frames["scan"]
-    for name, fr in (("forces_test", frames["test"]), ("forces_curves_scans", frames["curve"] + frames["scan"])):
-        if fr:
-            out[name] = evaluate_frames(model, fr, batch_size=4).metrics()["forces_mae"]
-    out["n_labelled"] = len(labelled)
+    for name in ("test_seen", "test_unseen"):
+        if frames.get(name):
+            m = evaluate_frames(model, frames[name], batch_size=4).metrics()
+            out[name] = {"energy_mae": m["energy_mae"], "forces_mae": m["forces_mae"], "frames": m["frames"]}
     return out
 
 
-def curve_rows(results: dict[str, dict]) -> list[list]:
+#: the scalar scores of one training (:func:`scores`), per group of molecules: key, column title, digits
+SCORES = [("curve_inside", "curve MAE <5 Å", 1), ("curve_beyond", "curve MAE ≥5 Å", 1),
+          ("depth", "depth error", 1), ("h_min", "h_min error (Å)", 2), ("periodic", "periodic curve MAE ≤8 Å", 1),
+          ("E_samples", "E MAE samples (meV/atom)", 2), ("F_samples", "F MAE samples", 1)]
+#: the benzene lateral scans (seen molecule only)
+SCAN_SCORES = [("scan", "scan MAE", 1), ("corrugation", "corrugation error", 1)]
+#: the scores the summary tables' verdict column judges (the binding curves over the flake)
+HEADLINE = ("curve_inside", "curve_beyond")
+
+
+def scores(result: dict) -> dict[str, float]:
+    """Scalar scores of one evaluated model (:func:`evaluate_model`), ``seen_<key>`` and ``unseen_<key>`` for
+    each key of :data:`SCORES` (flake curves: mean over the group's molecules; NaN where a group is empty),
+    plus the benzene scans (:data:`SCAN_SCORES`)."""
+    def mean(values) -> float:
+        values = [v for v in values if v == v]
+        return float(np.mean(values)) if values else float("nan")
+
+    out: dict[str, float] = {}
+    for group_name, seen in (("seen", True), ("unseen", False)):
+        curves = {k: c for k, c in result["curves"].items() if c["seen"] == seen}
+        flake = [c["metrics"] for k, c in curves.items() if k.endswith("/flake")]
+        periodic = [c["metrics"] for k, c in curves.items() if k.endswith("/periodic")]
+        samples = result.get(f"test_{group_name}", {})
+        values = {"curve_inside": mean([m["mae_inside"] for m in flake]),
+                  "curve_beyond": mean([m["mae_beyond"] for m in flake]),
+                  "depth": mean([abs(m["depth"] - m["depth_ref"]) for m in flake]),
+                  "h_min": mean([abs(m["h_min"] - m["h_min_ref"]) for m in flake]),
+                  "periodic": mean([m["mae"] for m in periodic]),
+                  "E_samples": float(samples.get("energy_mae", float("nan"))),
+                  "F_samples": float(samples.get("forces_mae", float("nan")))}
+        out.update({f"{group_name}_{k}": v for k, v in values.items()})
+    scans = list(result["scans"].values())
+    out["scan"] = mean([float(np.abs(np.asarray(c["pred"]) - np.asarray(c["ref"])).mean()) for c in scans])
+    out["corrugation"] = mean([abs(float(np.ptp(c["pred"]) - np.ptp(c["ref"]))) for c in scans])
+    return out
+
+
+def reference_of(name: str, names) -> str | None:
+    """The plain backbone a contestant is judged against: ``MuSE(X)`` and ``X+...`` -> ``X`` (when present)."""
+    if name.startswith("MuSE(") and name.endswith(")"):
+        ref = name[5:-1]
+    elif "+" in name:
+        ref = name.split("+", 1)[0]
+    else:
+        return None
+    return ref if ref in names else None
+
+
+def _verdict_text(v) -> str:
+    if v.word == "n/a":
+        return "n/a"
+    return f"{v.word} ({v.difference:+.1f} ± {v.spread:.1f})"
+
+
+def summary_rows(per_seed: dict[str, list[dict]], group_name: str, with_scans: bool = False) -> list[list]:
+    """One row per contestant: seeds, mean ± std over seeds of each score of ``group_name`` (seen/unseen),
+    and the verdict against its plain backbone on the :data:`HEADLINE` scores."""
+    s = {name: [scores(r) for r in runs] for name, runs in per_seed.items()}
     rows = []
-    first = next(iter(results.values()))
-    for key in first["curves"]:
-        m = first["curves"][key]["metrics"]
-        rows.append(["teacher", key, fmt(m["h_min_ref"], 2), fmt(m["depth_ref"], 0), "-", "-",
+    keys = [(f"{group_name}_{k}", d) for k, _, d in SCORES]
+    keys += [(k, d) for k, _, d in SCAN_SCORES] if with_scans else []
+    for name, runs in s.items():
+        ref = reference_of(name, s)
+        judged = "-" if ref is None else f"vs {ref}: " + " / ".join(
+            verdict([x[f"{group_name}_{k}"] for x in runs], [x[f"{group_name}_{k}"] for x in s[ref]]).word
+            for k in HEADLINE)
+        rows.append([name, len(runs), *[pm([x[k] for x in runs], d) for k, d in keys], judged])
+    return rows
+
+
+def summary_columns(with_scans: bool = False) -> list[str]:
+    return ["model", "seeds", *[c for _, c, _ in SCORES], *([c for _, c, _ in SCAN_SCORES] if with_scans else []),
+            "verdict (curve MAE <5 Å / ≥5 Å)"]
+
+
+def verdict_rows(per_seed: dict[str, list[dict]]) -> list[list]:
+    """One row per (contestant, its plain backbone) and group: the verdict on every score, with the
+    difference of the means and the combined spread (meV; Å for h_min)."""
+    s = {name: [scores(r) for r in runs] for name, runs in per_seed.items()}
+    rows = []
+    for group_name in ("unseen", "seen"):
+        for name, runs in s.items():
+            ref = reference_of(name, s)
+            if ref is None:
+                continue
+            rows.append([f"{name} vs {ref}", group_name, f"{len(runs)} / {len(s[ref])}",
+                         *[_verdict_text(verdict([x[f"{group_name}_{k}"] for x in runs],
+                                                 [x[f"{group_name}_{k}"] for x in s[ref]])) for k, _, _ in SCORES]])
+    return rows
+
+
+def per_curve_rows(per_seed: dict[str, list[dict]]) -> list[list]:
+    """Per curve (molecule/substrate): the teacher, then each contestant's mean ± std over seeds."""
+    rows = []
+    first = next(iter(per_seed.values()))[0]
+    for key, c in first["curves"].items():
+        m = c["metrics"]
+        tag = "seen" if c["seen"] else "unseen"
+        rows.append(["teacher", key, tag, fmt(m["h_min_ref"], 2), fmt(m["depth_ref"], 0), "-", "-",
                      f"{m['e_far_ref']:.1f} @ {m['h_far']:g} Å"])
-        for name, r in results.items():
-            m = r["curves"][key]["metrics"]
-            rows.append([name, key, fmt(m["h_min"], 2), fmt(m["depth"], 0), fmt(m["mae_inside"], 1),
-                         fmt(m["mae_beyond"], 1), f"{m['e_far']:.1f} @ {m['h_far']:g} Å"])
+        for name, runs in per_seed.items():
+            ms = [r["curves"][key]["metrics"] for r in runs]
+            rows.append([name, key, tag, pm([x["h_min"] for x in ms], 2), pm([x["depth"] for x in ms], 0),
+                         pm([x["mae_inside"] for x in ms], 1), pm([x["mae_beyond"] for x in ms], 1),
+                         f"{pm([x['e_far'] for x in ms], 1)} @ {m['h_far']:g} Å"])
     return rows
 
 
-def summary_rows(results: dict[str, dict]) -> list[list]:
+def training_rows(trained: dict[str, list]) -> list[list]:
+    """Per contestant: params, seeds, training time (s) and validation E / F MAE, mean ± std over seeds."""
     rows = []
-    for name, r in results.items():
-        flake = [c["metrics"] for k, c in r["curves"].items() if k.endswith("/flake")]
-        scans = [np.abs(s["pred"] - s["ref"]).mean() for s in r["scans"].values()]
-        corr = [(np.ptp(s["pred"]), np.ptp(s["ref"])) for s in r["scans"].values()]
-        rows.append([name, fmt(np.mean([m["mae_inside"] for m in flake]), 1),
-                     fmt(np.mean([m["mae_beyond"] for m in flake]), 1),
-                     fmt(np.mean([abs(m["depth"] - m["depth_ref"]) for m in flake]), 1),
-                     fmt(np.mean([abs(m["h_min"] - m["h_min_ref"]) for m in flake]), 2),
-                     fmt(float(np.mean(scans)) if scans else None, 1),
-                     " / ".join(f"{p:.0f} ({q:.0f})" for p, q in corr) or "-",
-                     fmt(r.get("forces_test"), 1), fmt(r.get("forces_curves_scans"), 1)])
+    for name, runs in trained.items():
+        val = [{k: v for k, v in t.summary.get("last_metrics", {}).items() if k.startswith("val")} for t in runs]
+        rows.append([name, runs[0].params, len(runs), pm([t.train_time_s for t in runs], 0),
+                     pm([common._get(v, "energy_mae") for v in val], 2),
+                     pm([common._get(v, "forces_mae") for v in val], 1)])
     return rows
-
-
-SUMMARY_COLUMNS = ["model", "curve MAE <5 Å", "curve MAE ≥5 Å", "|Δ depth|", "|Δ h_min| (Å)", "scan MAE",
-                   "scan corrugation (teacher)", "F MAE test samples", "F MAE curves+scans"]
 
 
 STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"),
-         "PaiNN+LES": ("C2", "-.d")}
+         "PaiNN+LES": ("C2", "-.d"), "MACE": ("C3", "--v"), "MuSE(MACE)": ("C4", "-P"),
+         "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X")}
 
 
 def _style(name: str) -> tuple[str, str]:
-    return STYLE.get(name, ("C2", "-d"))
+    return STYLE.get(name, ("C7", "-d"))
 
 
-def _plot_scans(ax, results: dict[str, dict]) -> None:
-    first = next(iter(results.values()))
+def _mean_over_seeds(runs: list[dict], role: str, key: str) -> np.ndarray:
+    return np.mean([np.asarray(r[role][key]["pred"]) for r in runs], axis=0)
+
+
+def _plot_scans(ax, per_seed: dict[str, list[dict]]) -> None:
+    first = next(iter(per_seed.values()))[0]
     for key, s in first["scans"].items():
         dotted = key.endswith("/periodic")
         ax.plot(s["x"], s["ref"], "o" + (":" if dotted else "-"), color="black", ms=3)
-        for name, r in results.items():
+        for name, runs in per_seed.items():
             color, style = _style(name)
-            ax.plot(s["x"], r["scans"][key]["pred"], style[-1] + (":" if dotted else "-"), color=color, ms=3)
+            ax.plot(s["x"], _mean_over_seeds(runs, "scans", key), style[-1] + (":" if dotted else "-"),
+                    color=color, ms=3)
     ax.set_title("benzene lateral scans at 3.4 Å\n(solid: flake, dotted: periodic)", fontsize=9)
     ax.set_xlabel("shift (Å)")
 
 
-def plot(results: dict[str, dict], path: Path) -> Path:
-    """Binding curves over the flake (top: full, bottom: the tail beyond the cutoff) and the lateral scans."""
+def plot(per_seed: dict[str, list[dict]], path: Path) -> Path:
+    """Binding curves over the flake, mean over seeds (top: full, bottom: the tail beyond the cutoff; titles
+    say which molecules were never trained on) and the lateral scans."""
     plt = pyplot()
-    first = next(iter(results.values()))
+    first = next(iter(per_seed.values()))[0]
     flake = [k for k in first["curves"] if k.endswith("/flake")]
     ncol = len(flake) + bool(first["scans"])
     fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 5.6), squeeze=False)
@@ -168,43 +358,94 @@ def plot(results: dict[str, dict], path: Path) -> Path:
         c = first["curves"][key]
         for row, ax in enumerate(axes[:, j]):
             ax.plot(c["x"], c["ref"], _style("teacher")[1], color="black", ms=3, label="teacher (GFN1-xTB)")
-            for name, r in results.items():
+            for name, runs in per_seed.items():
                 color, style = _style(name)
-                ax.plot(c["x"], r["curves"][key]["pred"], style, color=color, ms=3, label=name)
+                ax.plot(c["x"], _mean_over_seeds(runs, "curves", key), style, color=color, ms=3, label=name)
             ax.axvline(CUTOFF, color="grey", lw=0.6, ls=":")
             if row == 1:
                 ax.set_xlim(4.8, 12.3)
-                tail = c["ref"][c["x"] >= 4.8]
+                tail = np.asarray(c["ref"])[np.asarray(c["x"]) >= 4.8]
                 ax.set_ylim(1.6 * tail.min() - 5, 25)
                 ax.set_xlabel("height (Å)")
-        axes[0, j].set_title(key.replace("/", " over "))
+        axes[0, j].set_title(key.replace("/", " over ") + ("" if c["seen"] else " (unseen)"))
         axes[0, j].set_ylabel("binding energy (meV)")
     axes[1, 0].set_ylabel("tail beyond 5 Å (meV)")
     if first["scans"]:
-        _plot_scans(axes[0, -1], results)
+        _plot_scans(axes[0, -1], per_seed)
         axes[1, -1].axis("off")
     axes[0, 0].legend(fontsize=7)
     return save_figure(fig, path)
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
-        retrain: bool = False, console: Console | None = None) -> dict:
-    """Train PaiNN, MuSE(PaiNN) and PaiNN+LES on the samples, evaluate curves, scans and forces; write the report."""
+        retrain: bool = False, console: Console | None = None, seeds: int | None = None,
+        contestants_filter: str | list[str] | None = None) -> dict:
+    """Train the contestants on the seen molecules with each seed, evaluate curves, scans and samples of the
+    seen and the unseen molecules; write the report after every training (the last one is complete).
+
+    ``seeds``: seeds of the PaiNN contestants (default :data:`SEEDS`; the others get at most
+    :data:`EXTRA_SEEDS`); ``contestants_filter``: names (comma-separated or a list) to train, default all."""
     from muse_ff.io.serialization import load_model
 
     console = console or Console()
-    report = Report("graphene", mode)
+    started = time.perf_counter()
+    out = Path(out)
+    budget = BUDGETS[mode]
     frames = load(Path(data_dir) / DATA, quick=mode == "quick")
-    trained = train_pair(frames["train"], frames["valid"], out, BUDGETS[mode], progress, retrain, console)
-    results = {name: evaluate_model(load_model(t.path), frames) for name, t in trained.items()}
-    report.add_table("training (validation samples): E meV/atom, F meV/Å",
-                     ["model", "params", "train s", "val E MAE", "val F MAE"], trained_rows(trained))
-    report.add_table("flake binding curves and scans, mean over molecules (meV; forces meV/Å)",
-                     SUMMARY_COLUMNS, summary_rows(results))
-    report.add_table(f"binding curves (meV); periodic curves only up to {PERIODIC_MAX_HEIGHT:g} Å (teacher "
-                     "artefact beyond)", ["model", "curve", "h_min (Å)", "depth", "MAE <5 Å", "MAE ≥5 Å",
-                                           "E at far end"], curve_rows(results))
-    report.plots.append(str(plot(results, out / "graphene_curves.png")))
-    report.results = {"models": results, "training": {k: t.summary for k, t in trained.items()},
-                      "budget": BUDGETS[mode]}
-    return report.write(out, console)
+    unseen, seen = unseen_molecules(frames), seen_molecules(frames)
+    names = select(contestants_filter, list(contestants(budget, mode)))
+    counts = seed_counts(names, mode, seeds)
+    per_seed: dict[str, list[dict]] = {}
+    trained: dict[str, list] = {}
+    total = sum(counts.values())
+
+    def write(final: bool) -> dict:
+        report = Report("graphene", mode, started=started)
+        done = sum(len(v) for v in trained.values())
+        status = "" if final else f" [partial: {done} of {total} trainings]"
+        report.add_table(f"training{status}: {len(frames['train'])} samples of {', '.join(seen)} ({budget.epochs} "
+                         f"epochs); validation samples: E meV/atom, F meV/Å, mean ± std over seeds",
+                         ["model", "params", "seeds", "train s", "val E MAE", "val F MAE"], training_rows(trained))
+        groups = (("unseen", f"UNSEEN molecules (never trained on: {', '.join(unseen)}; "
+                   f"{len(frames['test_unseen'])} samples)", False),
+                  ("seen", f"seen molecules ({', '.join(seen)}; {len(frames['test_seen'])} test samples)", True))
+        for group_name, what, scans in groups:
+            report.add_table(f"{what}{status}: flake binding curves, mean over molecules (meV), periodic curves up "
+                             f"to {PERIODIC_MAX_HEIGHT:g} Å, sample errors; mean ± std over seeds. {VERDICT_RULE}",
+                             summary_columns(scans), summary_rows(per_seed, group_name, scans))
+        report.add_table(f"verdicts against the plain backbone{status} (difference of means ± combined spread; "
+                         "negative = lower error)", ["contestant", "molecules", "seeds", *[c for _, c, _ in SCORES]],
+                         verdict_rows(per_seed))
+        report.add_table(f"binding curves (meV), mean ± std over seeds{status}; periodic curves only up to "
+                         f"{PERIODIC_MAX_HEIGHT:g} Å (teacher artefact beyond)",
+                         ["model", "curve", "molecule", "h_min (Å)", "depth", "MAE <5 Å", "MAE ≥5 Å", "E at far end"],
+                         per_curve_rows(per_seed))
+        report.add_table(f"learning curves (validation loss per epoch, logs/metrics.csv){status}", CURVE_COLUMNS,
+                         curve_rows(trained))
+        report.plots.append(str(plot(per_seed, out / "graphene_curves.png")))
+        curves = {name: [learning_curve(t.path.parent) for t in runs] for name, runs in trained.items()}
+        report.plots.append(str(plot_learning_curves(curves, out / "graphene_learning_curves.png",
+                                                     title=f"graphene: validation loss ({', '.join(seen)})")))
+        report.results = {"models": per_seed, "scores": {n: [scores(r) for r in runs] for n, runs in per_seed.items()},
+                          "training": {n: [t.summary for t in runs] for n, runs in trained.items()},
+                          "learning_curves": curves, "budget": budget, "seeds": counts, "complete": final,
+                          "held_out": unseen, "trained_on": seen, "frames": {k: len(v) for k, v in frames.items()},
+                          "configs": {n: c for n, c in contestants(budget, mode).items() if n in names}}
+        return report.write(out, console if final else Console(quiet=True))
+
+    def evaluate(seed: int, t) -> None:
+        console.print(f"seed {seed}: evaluating {t.name}")
+        per_seed.setdefault(t.name, []).append(evaluate_model(load_model(t.path), frames))
+        trained.setdefault(t.name, []).append(t)
+        if sum(len(v) for v in trained.values()) < total:
+            write(final=False)
+
+    def sections(b: Budget) -> dict[str, dict]:
+        return {n: c for n, c in contestants(b, mode).items() if n in names}
+
+    train_seeds(frames["train"], frames["valid"], out, budget, sections, counts, progress, retrain, console,
+                on_trained=evaluate)
+    order = {n: k for k, n in enumerate(names)}
+    per_seed = dict(sorted(per_seed.items(), key=lambda kv: order[kv[0]]))
+    trained = dict(sorted(trained.items(), key=lambda kv: order[kv[0]]))
+    return write(final=True)
