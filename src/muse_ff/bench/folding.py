@@ -9,11 +9,13 @@ for every model, bonds to hydrogen constrained as in the teacher's own MD (the t
 X-H stretches) and hydrogens at 3 amu (the dataset's MD used 3 fs with the same masses).
 
 Why 500 K and 40 ps per replica (default: 2 replicas; ``--full``: 8 x 100 ps): the teacher itself (OpenMM,
-one thread, X-H constrained, H 3 amu, 2 fs, 1/ps, from the folded structure) did not leave the folded core
-(CA RMSD > 3.5 Å) in 2 of 3 runs of 50 ps at 400 K (the third at 49.5 ps) nor in 2 of 3 at 450 K (the third
-at 28.6 ps, then refolded); at 500 K it left in 5 of 6 runs, first at 18-39 ps, and came back in most. At
-1 fs or 1 ps that separates nothing. Shorter replicas would mostly stay folded; more would not fit the
-default hour (each model takes ~15-20 ms per step on one CPU thread).
+one thread, X-H constrained, H 3 amu, 2 fs, 1/ps, from the folded structure; measured 2026-12-03) left the
+folded core (CA RMSD > 3.5 Å) in 0 of 3 runs within 40 ps at 400 K (one at 49.5 ps) and in 1 of 3 at 450 K
+(at 28.6 ps, back below 2.5 Å at 39.2 ps); at 500 K in 5 of 8 runs within 40 ps (at 18, 23, 26, 29 and
+39 ps), 4 of which refolded before 40 ps: 9 transitions in 8 x 40 ps, folded fraction 0.52-1.00 per run.
+The teacher through this benchmark's ASE code (seed 0) unfolded at 21 ps. Shorter replicas would mostly
+stay folded; more or longer ones would not fit the default hour (each model takes ~15-20 ms per step on one
+CPU thread, the teacher through ASE ~11).
 
 Compared with the teacher's replicas:
 
