@@ -167,10 +167,6 @@ def test_export_refusals_name_the_problem(tmp_path):
     with pytest.raises(ExportError, match="exists"):
         export_model(_model(levels=0), tmp_path / "taken.pt")
     assert (tmp_path / "taken.pt").read_text() == "keep me"
-    phys = build_model({"backbone": PAINN, "species": SPECIES, "levels": [],
-                        "physical": {"electrostatics": True}})
-    with pytest.raises(ExportError, match="model.physical"):
-        export_model(phys, tmp_path / "p.pt")
 
 
 def test_cli_export_writes_and_refuses_to_overwrite(tmp_path, capsys):

@@ -25,9 +25,11 @@ image between atoms a and b becomes ``S0 + round((f0_a - f_a) - (f0_b - f_b))``,
 relative fractional position of two atoms of one coarse node (or assignment pair) has moved by less than
 half a cell since export, which holds for bonded neighbourhoods in any MD.
 
-Exported: the backbone, the coarse levels (with their learned dispersion) and charges (``model.charges``).
-Models with ``model.d3`` (tad-dftd3 is not TorchScript), ``model.physical`` or ``model.long_range`` are
-refused with an error naming the option.
+Exported: the backbone, the coarse levels (with their learned dispersion), charges (``model.charges``), and
+the long-range terms ``model.physical`` and ``model.long_range`` as TorchScript twins that share the trained
+heads (:mod:`muse_ff.export_terms`). ``model.d3`` (tad-dftd3 is not TorchScript) is exported in the
+metatomic format only, as metatomic's own D3(BJ) wrapper around the model with the same parameters and
+cutoffs; the ``torchscript`` format and the three-body term are refused with an error naming them.
 """
 
 from typing import Dict, List, Optional
@@ -81,23 +83,44 @@ class BoundLevel(nn.Module):
                              self.pair_coarse, pair_shift)
 
 
+def _with_exported_terms(model, structure: Optional[Atoms], drop_d3: bool = False):
+    """``model``, or a shallow copy of it whose ``physical`` / ``long_range`` are their TorchScript twins
+    (:mod:`muse_ff.export_terms`; the learned heads are shared) and, with ``drop_d3``, without ``d3`` (which
+    the metatomic format adds back around the exported model). ``model`` itself is not changed."""
+    if model.physical is None and model.long_range is None and not (drop_d3 and model.d3 is not None):
+        return model
+    import copy
+
+    from muse_ff.export_terms import ExportedLatentEwald, ExportedPhysical
+
+    twin = copy.copy(model)
+    twin._modules = dict(model._modules)  # setting a submodule on the copy leaves the original's alone
+    if drop_d3:
+        twin.d3 = None
+    if model.physical is not None:
+        periodic = structure is None or bool(np.all(structure.pbc))
+        cell = None
+        if structure is not None and bool(np.all(structure.pbc)):
+            cell = torch.as_tensor(np.asarray(structure.cell), dtype=torch.float64)
+        twin.physical = ExportedPhysical(model.physical, cell, 0 if structure is None else len(structure),
+                                         periodic).to(model.dtype_)
+    if model.long_range is not None:
+        twin.long_range = ExportedLatentEwald(model.long_range).to(model.dtype_)
+    return twin
+
+
 class ExportedMuSE(nn.Module):
     """A MuSE model for one system at a time, from tensors only (what both export formats wrap).
 
     ``energy(positions, species, cell, pbc, edge_index, shifts)`` returns the :meth:`MuSEModel.compute`
     outputs of the system; the topology bound at export (if any) is checked and used."""
 
-    def __init__(self, model, structure: Optional[Atoms] = None):
+    def __init__(self, model, structure: Optional[Atoms] = None, drop_d3: bool = False):
         super().__init__()
-        if model.d3 is not None:
-            raise ExportError("this model uses model.d3 (tad-dftd3), which TorchScript cannot compile: it cannot "
-                              "be exported; train without d3 or add D3 in the MD engine")
-        if model.physical is not None:
-            raise ExportError("this model uses model.physical, which `muse export` does not support yet")
-        if model.long_range is not None:
-            raise ExportError("this model uses model.long_range (latent Ewald), which `muse export` does not "
-                              "support yet (its torch-pme calculators do not compile to TorchScript here)")
-        self.model = model
+        if model.d3 is not None and not drop_d3:
+            raise ExportError("this model uses model.d3 (tad-dftd3), which TorchScript cannot compile: only the "
+                              "metatomic format exports it (as metatomic's own D3(BJ) wrapper around the model)")
+        self.model = _with_exported_terms(model, structure, drop_d3)
         self.cutoff = float(model.cutoff)
         self.bound = bool(model.uses_components)
         species = torch.tensor(model.species, dtype=torch.int64)
@@ -223,12 +246,37 @@ def _layers(spec) -> int:
 
 def _receptive_field(model) -> float:
     """How far (Å) an atom's energy can feel another atom: each level's message-passing layers times its
-    cutoff, summed (an upper bound; the bound topology also reaches along bonds)."""
+    cutoff, summed (an upper bound; the bound topology also reaches along bonds); infinite with the
+    long-range terms (``physical``, ``long_range``, ``d3``: metatomic's convention for explicit long range)."""
+    import math
+
+    if model.physical is not None or model.long_range is not None or model.d3 is not None:
+        return math.inf
     cfg = model.config
     total = _layers(cfg.backbone) * float(model.cutoff)
     for lev, level in zip(cfg.levels, model.levels):
         total += _layers(lev.backbone or cfg.backbone) * float(level.cutoff)
     return total
+
+
+def _metatomic_d3_settings(d3) -> dict:
+    """The arguments of metatomic's ``DFTD3.wrap`` that reproduce ``model.d3`` (the same functional's damping
+    parameters and cutoffs, in Å); a setting it cannot reproduce raises :class:`ExportError`."""
+    import math
+
+    from muse_ff.nn.d3 import BOHR
+
+    if d3.three_body:
+        raise ExportError("this model uses model.d3 with the three-body (ATM) term, which metatomic's D3(BJ) "
+                          "does not have: it cannot be exported; train with d3.three_body: false")
+    cutoffs = {key: value * BOHR for key, value in d3.cutoffs_bohr.items()}
+    for key in ("disp2", "cn"):
+        if not math.isfinite(cutoffs[key]):
+            raise ExportError(f"this model's D3 has no {'dispersion' if key == 'disp2' else 'coordination-number'} "
+                              "cutoff: an MD engine's neighbour list needs a finite one")
+    p = d3.d3_params
+    damping = {"a1": p["a1"], "a2": p["a2"], "s8": p["s8"], "s6": p.get("s6", 1.0)}
+    return {"damping_params": {"energy": damping}, "cutoff": cutoffs["disp2"], "cn_cutoff": cutoffs["cn"]}
 
 
 def export_model(model, path, *, structure: Optional[Atoms] = None, format: str = "metatomic",
@@ -253,7 +301,12 @@ def export_model(model, path, *, structure: Optional[Atoms] = None, format: str 
 
         model = load_model(model)
     model = evaluation_model(model, "cpu", dtype, copy_model=not loaded)
-    core = ExportedMuSE(model, structure)
+    if model.d3 is not None and format != "metatomic":
+        raise ExportError("this model uses model.d3 (tad-dftd3), which TorchScript cannot compile: export it in "
+                          "the metatomic format (--format metatomic), which adds metatomic's own D3(BJ) around "
+                          "the model, or add D3 in the MD engine")
+    d3_wrap = _metatomic_d3_settings(model.d3) if model.d3 is not None else None
+    core = ExportedMuSE(model, structure, drop_d3=model.d3 is not None)
     if format == "torchscript" and structure is None:
         raise ExportError("the torchscript format takes positions only: give the structure whose atoms it "
                           "runs with --structure FILE")
@@ -280,6 +333,11 @@ def export_model(model, path, *, structure: Optional[Atoms] = None, format: str 
             description=f"MuSE model exported by muse export: {len(model.levels)} coarse level(s)"
                         + (f", bound to a structure of {len(structure)} atoms" if core.bound else ""),
             authors=["MuSE developers"])
-        AtomisticModel(wrapper, metadata, capabilities).save(str(tmp))
+        exported = AtomisticModel(wrapper, metadata, capabilities)
+        if d3_wrap is not None:
+            from metatomic.torch.dftd3 import DFTD3
+
+            exported = DFTD3.wrap(exported, **d3_wrap)
+        exported.save(str(tmp))
     os.replace(tmp, path)
     return path

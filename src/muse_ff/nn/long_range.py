@@ -26,7 +26,7 @@ import torch
 from ase import units
 from torch import nn
 
-from muse_ff.nn.physical import MAX_EWALD_TERMS, EwaldSizeError, equilibrate_charges
+from muse_ff.nn.physical import MAX_EWALD_TERMS, EwaldSizeError, equilibrate_charges, wrap_into_cell
 
 #: Coulomb constant in eV Å / e^2
 COULOMB = float(units.Hartree * units.Bohr)
@@ -36,7 +36,18 @@ COULOMB = float(units.Hartree * units.Bohr)
 # about 25 s and 6 GB on a CPU, forces included) is refused with EwaldSizeError instead of exhausting time or
 # memory (a 1e6 Å periodic cell needs 1e18 wavevectors at a 1 Å wavelength: a bare allocation RuntimeError, or
 # the OOM killer; a 0.6 x 0.6 x 1e9 Å cell 5e8 and a silent hang).
-__all__ = ["COULOMB", "EwaldSizeError", "LatentEwald", "MAX_EWALD_TERMS"]
+__all__ = ["COULOMB", "EwaldSizeError", "LatentEwald", "MAX_EWALD_TERMS", "free_potential"]
+
+
+def free_potential(q: torch.Tensor, pos: torch.Tensor, smearing: float, k_e: float = COULOMB) -> torch.Tensor:
+    """[n, C] potential ``k_e / 2 sum_{j != i} q_j erf(r_ij / sqrt(2) sigma) / r_ij`` of a free frame, all pairs
+    (``q`` [n, C] latent charges, ``pos`` [n, 3] Å, ``smearing`` sigma Å). TorchScript-compatible."""
+    n = pos.shape[0]
+    eye = torch.eye(n, dtype=q.dtype, device=pos.device)
+    diff = (pos[:, None, :] - pos[None, :, :]).to(q.dtype)  # differences in the positions' dtype, then rounded
+    r = torch.sqrt((diff * diff).sum(-1) + eye)  # +1 on the diagonal: no sqrt(0) in any derivative
+    kernel = torch.special.erf(r / (math.sqrt(2.0) * smearing)) / r * (1.0 - eye)
+    return 0.5 * k_e * kernel @ q
 
 
 class LatentEwald(nn.Module):
@@ -97,13 +108,8 @@ class LatentEwald(nn.Module):
         return torch.cat(out)
 
     def _free(self, q: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """[n, C] potential ``k_e / 2 sum_{j != i} q_j erf(r_ij / sqrt(2) sigma) / r_ij``: all pairs."""
-        n = pos.shape[0]
-        eye = torch.eye(n, dtype=q.dtype, device=pos.device)
-        diff = (pos[:, None, :] - pos[None, :, :]).to(q.dtype)  # differences in the positions' dtype, then rounded
-        r = torch.sqrt((diff * diff).sum(-1) + eye)  # +1 on the diagonal: no sqrt(0) in any derivative
-        kernel = torch.special.erf(r / (math.sqrt(2.0) * self.smearing)) / r * (1.0 - eye)
-        return 0.5 * COULOMB * kernel @ q
+        """[n, C] potential of a free frame (:func:`free_potential`)."""
+        return free_potential(q, pos, self.smearing)
 
     def wavevectors(self, cell: torch.Tensor) -> int:
         """How many wavevectors the reciprocal sum over ``cell`` [3, 3] takes (torch-pme's Ewald grid:
@@ -123,8 +129,7 @@ class LatentEwald(nn.Module):
                 f"model.long_range.wavelength, or a free structure (no periodic boundaries) if the cell is mostly "
                 f"empty")
         # wrap into the cell in the positions' dtype, then round: torch-pme takes absolute positions
-        frac = torch.linalg.solve(cell.transpose(0, 1), pos.transpose(0, 1)).transpose(0, 1)
-        pos = (pos - torch.floor(frac.detach()) @ cell).to(q.dtype)
+        pos = wrap_into_cell(pos, cell).to(q.dtype)
         cell = cell.to(q.dtype)
         key = (pos.device, pos.dtype)
         if key not in self._pme:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -139,14 +140,21 @@ class EwaldSettings:
 # ----------------------------------------------------------------------------------------------- charges
 
 
+def wrap_into_cell(pos: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """[n, 3] positions moved by whole lattice vectors into the cell [3, 3] (in the positions' dtype; the
+    integer shifts carry no gradient), as torch-pme takes absolute positions. TorchScript-compatible."""
+    frac = torch.linalg.solve(cell.transpose(0, 1), pos.transpose(0, 1)).transpose(0, 1)
+    return pos - torch.floor(frac.detach()) @ cell
+
+
 def atom_frames(ptr: torch.Tensor) -> torch.Tensor:
     """[n] frame index of each atom from the frame offsets ``ptr`` [B + 1]."""
     counts = (ptr[1:] - ptr[:-1]).to(torch.int64)
     return torch.repeat_interleave(torch.arange(counts.numel(), device=ptr.device), counts)
 
 
-def equilibrate_charges(raw: torch.Tensor, component: torch.Tensor, total: torch.Tensor | None = None,
-                        num_components: int | None = None) -> torch.Tensor:
+def equilibrate_charges(raw: torch.Tensor, component: torch.Tensor, total: Optional[torch.Tensor] = None,
+                        num_components: Optional[int] = None) -> torch.Tensor:
     """[n, ...] charges summing exactly to each component's total: ``q_i = q~_i - (sum_c q~ - Q_c) / n_c``.
 
     Args:
@@ -154,20 +162,26 @@ def equilibrate_charges(raw: torch.Tensor, component: torch.Tensor, total: torch
         component: [n] int64 component of each atom (global over the batch, 0..C-1).
         total: [C] total charge ``Q_c`` (e) of each component; default zeros.
         num_components: C, if ``total`` is not given (default ``component.max() + 1``).
+
+    TorchScript-compatible (the exported model, :mod:`muse_ff.export_terms`, calls it).
     """
     if total is not None:
         count = int(total.numel())
     elif num_components is not None:
         count = int(num_components)
     else:
-        count = int(component.max()) + 1 if component.numel() else 0
+        count = int(component.max()) + 1 if component.numel() > 0 else 0
     ones = torch.ones(raw.shape[0], dtype=raw.dtype, device=raw.device)
     n_c = torch.zeros(count, dtype=raw.dtype, device=raw.device).index_add_(0, component, ones)
-    sums = torch.zeros((count, *raw.shape[1:]), dtype=raw.dtype, device=raw.device).index_add(0, component, raw)
-    target = torch.zeros_like(sums) if total is None else total.to(device=raw.device, dtype=raw.dtype)
+    rest: List[int] = list(raw.shape[1:])
+    sums = torch.zeros([count] + rest, dtype=raw.dtype, device=raw.device).index_add(0, component, raw)
+    if total is None:
+        target = torch.zeros_like(sums)
+    else:
+        target = total.to(device=raw.device, dtype=raw.dtype)
     if target.dim() < sums.dim():
-        target = target.reshape(count, *[1] * (sums.dim() - 1))
-    excess = (sums - target) / n_c.clamp(min=1.0).reshape(count, *[1] * (sums.dim() - 1))
+        target = target.reshape([count] + [1] * (sums.dim() - 1))
+    excess = (sums - target) / n_c.clamp(min=1.0).reshape([count] + [1] * (sums.dim() - 1))
     return raw - excess[component]
 
 
@@ -231,7 +245,7 @@ class ChargeHead(nn.Module):
         return self.mlp(scalars).squeeze(-1)
 
     def forward(self, scalars: torch.Tensor, component: torch.Tensor,
-                total: torch.Tensor | None = None) -> torch.Tensor:
+                total: Optional[torch.Tensor] = None) -> torch.Tensor:
         """[n] charges; ``component`` [n] (global over the batch), ``total`` [C] (default zeros)."""
         return equilibrate_charges(self.raw(scalars), component, total)
 
@@ -295,33 +309,52 @@ def _check_switch(switch: Switch, name: str) -> Switch:
     return r_on, r_off
 
 
-def _pair_kernels(r: torch.Tensor, r2: torch.Tensor, qi, qj, ci, cj, r0, terms: _Terms) -> torch.Tensor:
-    """Pair energies (eV) of both terms at distances ``r`` (``r2 = r^2``), no Ewald split (free frames)."""
+def pair_energies(r: torch.Tensor, r2: torch.Tensor, qi: Optional[torch.Tensor], qj: Optional[torch.Tensor],
+                  ci: Optional[torch.Tensor], cj: Optional[torch.Tensor], r0: Optional[torch.Tensor], sigma: float,
+                  coulomb_switch: Optional[Tuple[float, float]],
+                  dispersion_switch: Optional[Tuple[float, float]], k_e: float = COULOMB) -> torch.Tensor:
+    """Pair energies (eV) of both terms at distances ``r`` (``r2 = r^2``), no Ewald split (free frames);
+    ``qi``/``qj`` None leaves electrostatics out, ``ci``/``cj``/``r0`` None dispersion. TorchScript-compatible."""
     e = torch.zeros_like(r)
-    if qi is not None:
-        k = torch.special.erf(r / (math.sqrt(2.0) * terms.sigma)) / r
-        if terms.coulomb_switch is not None:
-            k = k * inner_switch(r, *terms.coulomb_switch)
-        e = e + COULOMB * qi * qj * k
-    if ci is not None:
+    if qi is not None and qj is not None:
+        k = torch.special.erf(r / (math.sqrt(2.0) * sigma)) / r
+        if coulomb_switch is not None:
+            k = k * inner_switch(r, coulomb_switch[0], coulomb_switch[1])
+        e = e + k_e * qi * qj * k
+    if ci is not None and cj is not None and r0 is not None:
         k = 1.0 / (r2 * r2 * r2 + r0**6)
-        if terms.dispersion_switch is not None:
-            k = k * inner_switch(r, *terms.dispersion_switch)
+        if dispersion_switch is not None:
+            k = k * inner_switch(r, dispersion_switch[0], dispersion_switch[1])
         e = e - ci * cj * k
     return e
 
 
-def _free_rows(lo: int, hi: int, pos, q, c, rho, terms: _Terms) -> torch.Tensor:
-    """[hi - lo] energies of atoms lo..hi-1 of a free frame: half of their pair energies with every atom."""
+def free_rows(lo: int, hi: int, pos: torch.Tensor, q: Optional[torch.Tensor], c: Optional[torch.Tensor],
+              rho: Optional[torch.Tensor], sigma: float, coulomb_switch: Optional[Tuple[float, float]],
+              dispersion_switch: Optional[Tuple[float, float]]) -> torch.Tensor:
+    """[hi - lo] energies of atoms lo..hi-1 of a free frame: half of their pair energies with every atom.
+    TorchScript-compatible (the exported model sums free frames with it, in blocks of rows)."""
     n = pos.shape[0]
     d = pos[None, :, :] - pos[lo:hi, None, :]
     same = torch.arange(lo, hi, device=pos.device)[:, None] == torch.arange(n, device=pos.device)[None, :]
     r2 = torch.where(same, torch.ones_like(d[..., 0]), (d * d).sum(-1))  # 1 on the diagonal: no sqrt(0)
     r = torch.sqrt(r2)
-    qi, qj = (None, None) if q is None else (q[lo:hi, None], q[None, :])
-    ci, cj, r0 = (None, None, None) if c is None else (c[lo:hi, None], c[None, :], rho[lo:hi, None] + rho[None, :])
-    e = _pair_kernels(r, r2, qi, qj, ci, cj, r0, terms)
+    qi: Optional[torch.Tensor] = None
+    qj: Optional[torch.Tensor] = None
+    ci: Optional[torch.Tensor] = None
+    cj: Optional[torch.Tensor] = None
+    r0: Optional[torch.Tensor] = None
+    if q is not None:
+        qi, qj = q[lo:hi, None], q[None, :]
+    if c is not None and rho is not None:
+        ci, cj, r0 = c[lo:hi, None], c[None, :], rho[lo:hi, None] + rho[None, :]
+    e = pair_energies(r, r2, qi, qj, ci, cj, r0, sigma, coulomb_switch, dispersion_switch)
     return 0.5 * torch.where(same, torch.zeros_like(e), e).sum(1)
+
+
+def _free_rows(lo: int, hi: int, pos, q, c, rho, terms: _Terms) -> torch.Tensor:
+    """:func:`free_rows` with the settings of ``terms``."""
+    return free_rows(lo, hi, pos, q, c, rho, terms.sigma, terms.coulomb_switch, terms.dispersion_switch)
 
 
 def _switch_and_slope(r: torch.Tensor, switch: Switch):
@@ -478,46 +511,22 @@ def _free_frame(pos, q, c, rho, terms: _Terms) -> torch.Tensor:
     return _FreeSum.apply(terms, rows, pos, q, c, rho)
 
 
-def _coulomb_potential_class():
-    import torchpme
-
-    class SmearedCoulomb(torchpme.CoulombPotential):
-        """torch-pme's Coulomb potential split at width ``s``, for charges smeared with ``sigma <= s``: the
-        real-space remainder ``(erf(r/sqrt2 sigma) - erf(r/sqrt2 s)) / r`` integrates to ``2 pi (s^2 -
-        sigma^2)``, so the uniform-background term is ``pi (s^2 - sigma^2) Q / V`` per unit charge (torch-pme's
-        own assumes a bare 1/r kernel, ``pi s^2``): the energy of a charged cell then does not depend on
-        ``s`` and is the k = 0-omitted lattice sum of the smeared kernel."""
-
-        def __init__(self, sigma: float, split: float, prefactor: float):
-            super().__init__(smearing=split, prefactor=prefactor)
-            self.sigma = float(sigma)
-
-        def background_correction(self) -> torch.Tensor:
-            return self.prefactor * torch.pi * (self.smearing**2 - self.sigma**2)
-
-    return SmearedCoulomb
+_SUMS: dict = {}
 
 
-_CALCULATORS: dict = {}
+def _periodic_sum(terms: _Terms, split_el: float, split_disp: float, method_el, method_disp, device, dtype):
+    """The cached :class:`~muse_ff.nn.ewald.PeriodicSum` of these settings (its torch-pme calculators are built
+    once per settings, methods, device and dtype)."""
+    key = (terms, split_el, split_disp, method_el, method_disp, device, dtype)
+    if key not in _SUMS:
+        from muse_ff.nn.ewald import PeriodicSum
 
-
-def _calculator(kind: str, sigma: float, split: float, ewald: EwaldSettings, method: str, device, dtype):
-    """A cached torch-pme calculator for ``kind`` ``"coulomb"`` (prefactor k_e) or ``"r6"`` (prefactor 1)."""
-    key = (kind, sigma, split, ewald, method, device, dtype)
-    if key not in _CALCULATORS:
-        import torchpme
-
-        if kind == "coulomb":
-            potential = _coulomb_potential_class()(sigma, split, COULOMB)
-        else:
-            potential = torchpme.InversePowerLawPotential(exponent=6, smearing=split, prefactor=1.0)
-        if method == "ewald":
-            calc = torchpme.EwaldCalculator(potential, lr_wavelength=ewald.wavelength or split / 2.0)
-        else:
-            calc = torchpme.PMECalculator(potential, mesh_spacing=ewald.mesh_spacing or split / 2.0,
-                                          interpolation_nodes=ewald.interpolation_nodes)
-        _CALCULATORS[key] = calc.to(device=device, dtype=dtype)
-    return _CALCULATORS[key]
+        ew = terms.ewald
+        _SUMS[key] = PeriodicSum(terms.sigma, terms.coulomb_switch, terms.dispersion_switch, ew.cutoff,
+                                 ew.switch_width, split_el, split_disp, method_el, method_disp, ew.wavelength,
+                                 ew.mesh_spacing, ew.interpolation_nodes, _r12_tail(ew)).to(device=device,
+                                                                                            dtype=dtype)
+    return _SUMS[key]
 
 
 def _method(cell: torch.Tensor, n: int, split: float, ewald: EwaldSettings) -> str:
@@ -554,65 +563,16 @@ def _r12_tail(ew: EwaldSettings) -> float:
 
 
 def _periodic_frame(pos, cell, q, c, rho, terms: _Terms) -> torch.Tensor:
-    """[n] per-atom energies of a fully periodic frame: torch-pme reciprocal sums + real-space remainder."""
+    """[n] per-atom energies of a fully periodic frame: torch-pme reciprocal sums + real-space remainder
+    (:class:`~muse_ff.nn.ewald.PeriodicSum`, with the methods resolved for this cell)."""
     ew = terms.ewald
     n = pos.shape[0]
     if n == 0:
         return pos.new_zeros(0)
-    s_el = ew.split(terms.sigma)
-    s_d = ew.split(0.0)
+    s_el, s_d = ew.split(terms.sigma), ew.split(0.0)
     m_el = _method(cell, n, s_el, ew) if q is not None else None
     m_d = _method(cell, n, s_d, ew) if c is not None else None
-    # wrap into the cell (in the positions' dtype; the integer shifts carry no gradient)
-    frac = torch.linalg.solve(cell.transpose(0, 1), pos.transpose(0, 1)).transpose(0, 1)
-    pos = pos - torch.floor(frac.detach()) @ cell
-    energy = torch.zeros(n, dtype=pos.dtype, device=pos.device)
-    # real space: a full neighbour list up to the Ewald cutoff (or a larger r_off of a short-range switch)
-    radius = ew.cutoff
-    for sw in (terms.coulomb_switch if q is not None else None, terms.dispersion_switch if c is not None else None):
-        if sw is not None:
-            radius = max(radius, sw[1])
-    need_real = c is not None or terms.coulomb_switch is not None or s_el > terms.sigma
-    if need_real:
-        edges, shifts = radius_graph(pos, cell, torch.ones(3, dtype=torch.bool, device=pos.device), radius)
-        i, j = edges[0], edges[1]
-        vec = pos[j] - pos[i] + shifts.to(pos.dtype) @ cell
-        r2 = (vec * vec).sum(-1)
-        r = torch.sqrt(r2)
-        fade = 1.0 - inner_switch(r, ew.cutoff - ew.switch_width, ew.cutoff)  # 1 inside, 0 at the cutoff
-        e = torch.zeros_like(r)
-        if q is not None:
-            k = torch.special.erf(r / (math.sqrt(2.0) * terms.sigma)) / r
-            part = fade * (k - torch.special.erf(r / (math.sqrt(2.0) * s_el)) / r) if s_el > terms.sigma else 0.0
-            if terms.coulomb_switch is not None:
-                part = part + (inner_switch(r, *terms.coulomb_switch) - 1.0) * k
-            e = e + COULOMB * q[i] * q[j] * part
-        if c is not None:
-            k = 1.0 / (r2 * r2 * r2 + (rho[i] + rho[j]) ** 6)
-            lr = _calculator("r6", 0.0, s_d, ew, m_d, pos.device, pos.dtype).potential.lr_from_dist(r)
-            part = fade * (k - lr)
-            if terms.dispersion_switch is not None:
-                part = part + (inner_switch(r, *terms.dispersion_switch) - 1.0) * k
-            e = e - c[i] * c[j] * part
-        energy = energy.index_add(0, i, 0.5 * e)
-    if c is not None:
-        # the damping remainder 1/(r^6 + R0^6) - 1/r^6 ~ -R0^6 / r^12 of the real-space part decays as a power:
-        # its faded-out tail, for a uniform density beyond the cutoff, is added back (an error of 1.8e-6 eV of
-        # 0.07 eV in a 7 Å cell of 6 atoms without it, 2e-7 with it)
-        a = torch.stack([(c * rho**m).sum() for m in range(7)])  # A_m = sum_j c_j rho_j^m
-        mixed = sum(math.comb(6, k) * rho**k * a[6 - k] for k in range(7))  # sum_j c_j (rho_i + rho_j)^6
-        volume = torch.abs(torch.linalg.det(cell))
-        energy = energy + _r12_tail(ew) / (2.0 * volume) * c * mixed
-    # reciprocal space (torch-pme, its real-space part left empty: it is done above)
-    empty = torch.zeros((0, 2), dtype=torch.int64, device=pos.device)
-    none = torch.zeros(0, dtype=pos.dtype, device=pos.device)
-    if q is not None:
-        calc = _calculator("coulomb", terms.sigma, s_el, ew, m_el, pos.device, pos.dtype)
-        energy = energy + q * calc(q[:, None], cell, pos, empty, none)[:, 0]
-    if c is not None:
-        calc = _calculator("r6", 0.0, s_d, ew, m_d, pos.device, pos.dtype)
-        energy = energy - c * calc(c[:, None], cell, pos, empty, none)[:, 0]
-    return energy
+    return _periodic_sum(terms, s_el, s_d, m_el, m_d, pos.device, pos.dtype)(pos, cell, q, c, rho)
 
 
 def _long_range(positions, cell, pbc, ptr, q, c, rho, terms: _Terms) -> torch.Tensor:
