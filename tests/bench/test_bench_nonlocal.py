@@ -34,13 +34,19 @@ def test_bench_nonlocal_quick_end_to_end(tmp_path):
     folder = tmp_path / "nonlocal"
     content = json.loads((folder / "results.json").read_text())
     assert (folder / "table.md").is_file() and "twist" in (folder / "table.md").read_text()
-    assert len(content["plots"]) == 2
+    assert len(content["plots"]) == 3  # twist + coupling, parity, learning curves
     for plot in content["plots"]:
         assert (folder / plot.split("/")[-1]).stat().st_size > 1000
     results = content["results"]
-    assert results["seeds"] == 2 and results["max_train_length"] == 5
-    assert set(results["models"]) == set(bench.CONTESTANTS)
-    assert all(len(runs) == 2 for runs in results["models"].values())
+    names = list(bench.contestants(bench.BUDGETS["quick"], "quick"))
+    assert set(names) > set(bench.CONTESTANTS) and {"MACE", "MuSE(MACE)", "SO3krates", "MuSE(SO3krates)"} <= set(names)
+    assert results["max_train_length"] == 5 and results["complete"]
+    assert results["seeds"] == {n: 2 if n in bench.CONTESTANTS else 1 for n in names}  # --seeds 2; others 1
+    assert set(results["models"]) == set(names)
+    assert all(len(runs) == results["seeds"][n] for n, runs in results["models"].items())
+    assert len(results["learning_curves"]["PaiNN"]) == 2 and results["learning_curves"]["PaiNN"][0]["val_loss"]
+    table = (folder / "table.md").read_text()
+    assert "verdicts against the plain backbone" in table and "MuSE(MACE)" in table
     teacher = results["teacher"]["twist"]
     assert [np.sign(teacher[n]["90.0"]) for n in ("4", "5", "8", "9")] == [1, -1, 1, -1]
     for runs in results["scores"].values():
@@ -72,6 +78,22 @@ def test_scores_split_seen_and_unseen_lengths():
     assert rows[0][0] == "predict zero" and rows[0][2] == "250.0"
     assert rows[1][2] == "200.0 ± 0.0"
     assert bench.length_rows({"m": [pred]}, ref, 15)[0] == [4, "seen", "1000", "900"]
+
+
+def test_verdicts_compare_each_contestant_with_its_plain_backbone():
+    ref = {"twist": {4: {0.0: 0.0, 90.0: 1000.0}, 20: {0.0: 0.0, 90.0: 300.0}}, "coupling": {20: 10.0}}
+    assert bench.reference_of("MuSE(MACE)", ["MACE", "MuSE(MACE)"]) == "MACE"
+    assert bench.reference_of("PaiNN+LES", ["PaiNN"]) == "PaiNN"
+    assert bench.reference_of("PaiNN", ["PaiNN"]) is None and bench.reference_of("MuSE(X)", ["PaiNN"]) is None
+    plain = [_fake(ref, {20: t}, {20: 0.0}) for t in (0.0, 10.0, 20.0)]  # twist errors 300, 290, 280
+    better = [_fake(ref, {20: t}, {20: 10.0}) for t in (250.0, 260.0, 270.0)]  # 50, 40, 30: beyond the spread
+    close = [_fake(ref, {20: t}, {20: 0.0}) for t in (5.0, 15.0, 25.0)]  # 295, 285, 275: within it
+    rows = bench.verdict_rows({"PaiNN": plain, "MuSE(PaiNN)": better, "PaiNN+LES": close}, ref, 15)
+    assert [r[0] for r in rows] == ["MuSE(PaiNN)", "PaiNN+LES"] and rows[0][1] == "PaiNN"
+    assert rows[0][3].endswith("better") and rows[0][4].endswith("better")  # twist and coupling unseen
+    assert rows[1][3].endswith("within spread")
+    one_seed = bench.verdict_rows({"PaiNN": plain[:1], "MuSE(PaiNN)": better[:1]}, ref, 15)
+    assert one_seed[0][3].endswith("n/a")
 
 
 def _twist(model, n: int) -> float:

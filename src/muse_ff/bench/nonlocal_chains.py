@@ -7,9 +7,12 @@ quick mode builds the subset, a few seconds).
 
 Every contestant (PaiNN; MuSE(PaiNN) with three coarse levels whose cutoffs, 10/20/40 Å, reach across a
 24-carbon chain; PaiNN+LES; PaiNN+physical: learned charges conserved per molecule, Coulomb and damped C6
-dispersion with no cutoff, and the charge inputs) trains on the rattled ``sample`` frames of the chains with
-at most :data:`MAX_TRAIN_LENGTH` carbons (train split; valid split for validation), with the same backbone,
-budget and seed, one training per seed. They are then evaluated on:
+dispersion with no cutoff, and the charge inputs; and the other two backbones, SO3krates and MACE, plain and
+as MuSE(backbone) with the same three levels, at about PaiNN's size with three layers each: :func:`backbones`)
+trains on the rattled ``sample`` frames of the chains with at most :data:`MAX_TRAIN_LENGTH` carbons (train
+split; valid split for validation), with the same budget and seeds, one training per seed (the PaiNN
+contestants :data:`SEEDS`, the other backbones :data:`EXTRA_SEEDS`, which CPU time allows). They are then
+evaluated on:
 
 - the rigid cumulene twist scans of every length: the twist energy E(90°) - E(0°) (meV) and the whole scan
   E(θ) - E(0°), at lengths seen in training and at longer, unseen ones;
@@ -18,21 +21,42 @@ budget and seed, one training per seed. They are then evaluated on:
 - the ``sample`` frames of the test split at seen lengths and all samples at unseen lengths: energy
   (meV/atom) and force (meV/Å) MAE.
 
-Every number is a mean ± std over seeds (``--seeds``; one in quick mode). Plots: the twist energy and the
-coupling against the number of carbons, teacher and models (``nonlocal_chains.png``), and predicted against
-teacher twist energies (``nonlocal_parity.png``).
+Every number is a mean ± std over seeds (``--seeds``; one in quick mode); verdicts against the plain backbone
+follow :func:`muse_ff.bench.common.verdict` (better or worse only beyond the combined spread over seeds).
+``--contestants`` trains a subset. The report is rewritten after each training, so a run cut short keeps what
+finished. Plots: the twist energy and the coupling against the number of carbons, teacher and models
+(``nonlocal_chains.png``), predicted against teacher twist energies (``nonlocal_parity.png``), and the
+learning curves (``nonlocal_learning_curves.png``).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import Budget, Report, fmt, painn, pyplot, save_figure, train_pair, trained_rows
-from muse_ff.contestants import NONLOCAL_LEVELS, SUITES, slug
+from muse_ff.bench.common import (
+    CURVE_COLUMNS,
+    VERDICT_RULE,
+    Budget,
+    Report,
+    curve_rows,
+    fmt,
+    learning_curve,
+    mean_std,
+    painn,
+    plot_learning_curves,
+    pm,
+    pyplot,
+    save_figure,
+    train_seeds,
+    verdict,
+)
+from muse_ff.bench.graphene import training_rows
+from muse_ff.contestants import NONLOCAL_LEVELS, SMALL_BACKBONES, SUITES, model_section, select, slug
 from muse_ff.contestants import contestants as registry_contestants
 from muse_ff.datasets import nonlocal_chains as chains
 
@@ -56,6 +80,11 @@ BUDGETS = {
     "full": Budget(features=64, layers=3, num_basis=16, epochs=300, batch_size=8, lr=2e-3, energy_weight=1000.0),
 }
 SEEDS = {"quick": 1, "default": 3, "full": 3}
+#: training seeds of the SO3krates and MACE contestants per mode (at most ``--seeds``): MACE costs ~5x PaiNN
+EXTRA_SEEDS = {"quick": 1, "default": 1, "full": 3}
+#: message-passing layers of the SO3krates and MACE contestants outside quick mode: PaiNN's three (receptive
+#: field 15 Å), so that no plain backbone sees further than the others
+LAYERS = 3
 #: the elements of the dataset (set explicitly: a small training set need not hold them all)
 SPECIES = ("H", "C", "N", "O")
 
@@ -144,21 +173,6 @@ def scores(pred: dict, ref: dict, max_train_length: int) -> dict[str, float]:
     return out
 
 
-def mean_std(values) -> tuple[float, float]:
-    v = np.asarray([x for x in values if x == x], dtype=float)
-    if not len(v):
-        return float("nan"), float("nan")
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
-def pm(values, digits: int = 1) -> str:
-    """'mean ± std' of ``values`` (just the mean for one value, '-' for none)."""
-    m, s = mean_std(values)
-    if m != m:
-        return "-"
-    return fmt(m, digits) if len(values) == 1 else f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
 SCORE_COLUMNS = [("twist_seen", "twist seen"), ("twist_unseen", "twist unseen"),
                  ("twist_long", f"twist unseen ≥{LONG} C"), ("scan_unseen", "scan unseen"),
                  ("twist_max", "max abs pred. twist"), ("coupling_seen", "coupling seen"),
@@ -208,7 +222,8 @@ def coupling_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: 
 
 # ---------------------------------------------------------------------------------------------- plots
 STYLE = {"PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"), "PaiNN+LES": ("C2", "-.d"),
-         "PaiNN+physical": ("C3", ":v")}
+         "PaiNN+physical": ("C3", ":v"), "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"),
+         "MACE": ("C8", "--v"), "MuSE(MACE)": ("C9", "-P")}
 
 
 def _style(name: str) -> tuple[str, str]:
@@ -266,63 +281,154 @@ def plot_parity(per_seed: dict[str, list[dict]], ref: dict, max_train_length: in
 
 
 # ---------------------------------------------------------------------------------------------- run
-def contestants(budget: Budget) -> dict[str, dict]:
-    """{name: ``model:`` section} of every contestant with ``budget``'s PaiNN."""
-    return registry_contestants("nonlocal", painn(budget), budget.dtype, species=list(SPECIES))
+def backbones(mode: str) -> dict[str, dict]:
+    """The SO3krates and MACE ``model.backbone`` sections of ``mode``: tiny in quick mode (``muse bench backbones
+    --quick``'s), else about PaiNN's size (:data:`~muse_ff.contestants.SMALL_BACKBONES`, default; the libraries'
+    defaults with ``--full``) with :data:`LAYERS` message-passing layers."""
+    from muse_ff.bench.backbones import SIZES
+
+    sizes = SMALL_BACKBONES if mode == "default" else SIZES[mode]
+    out = {label: dict(sizes[label]) for label in ("SO3krates", "MACE")}
+    if mode != "quick":
+        out["SO3krates"]["layers"] = LAYERS
+        out["MACE"]["num_interactions"] = LAYERS
+    return out
+
+
+def contestants(budget: Budget, mode: str = "default") -> dict[str, dict]:
+    """{name: ``model:`` section}: the registry's ``nonlocal`` suite on ``budget``'s PaiNN, then SO3krates and
+    MACE (:func:`backbones`) plain and as MuSE(backbone) with :data:`LEVELS`."""
+    out = registry_contestants("nonlocal", painn(budget), budget.dtype, species=list(SPECIES))
+    for label, backbone in backbones(mode).items():
+        for name, levels in ((label, []), (f"MuSE({label})", LEVELS)):
+            out[name] = {**model_section({"levels": levels}, backbone, budget.dtype), "species": list(SPECIES)}
+    return out
+
+
+def seed_counts(names: list[str], mode: str, seeds: int | None = None) -> dict[str, int]:
+    """{name: seeds}: ``seeds`` (default :data:`SEEDS`) for the PaiNN contestants, at most :data:`EXTRA_SEEDS`
+    for the other backbones."""
+    n = SEEDS[mode] if seeds is None else int(seeds)
+    if n < 1:
+        raise ValueError(f"seeds must be >= 1, got {n}")
+    return {name: n if name in CONTESTANTS else min(n, EXTRA_SEEDS[mode]) for name in names}
+
+
+#: (score key, title) of the verdict table: transfer to unseen lengths, and the sample errors there
+VERDICT_COLUMNS = [("twist_unseen", "twist unseen"), ("coupling_unseen", "coupling unseen"),
+                   ("E_test_unseen", "E unseen"), ("F_test_unseen", "F unseen")]
+
+
+def reference_of(name: str, names) -> str | None:
+    """The plain backbone a contestant is compared with: X for MuSE(X), PaiNN for PaiNN+..., None for a plain one."""
+    if name.startswith("MuSE(") and name.endswith(")"):
+        ref = name[5:-1]
+    elif "+" in name:
+        ref = name.split("+")[0]
+    else:
+        return None
+    return ref if ref in names else None
+
+
+def verdict_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int) -> list[list]:
+    """One row per contestant with a plain reference: difference of means ± combined spread and the verdict."""
+    rows = []
+    sc = {name: [scores(r, ref, max_train_length) for r in runs] for name, runs in per_seed.items()}
+    for name in per_seed:
+        base = reference_of(name, per_seed)
+        if base is None:
+            continue
+        cells = []
+        for key, _ in VERDICT_COLUMNS:
+            v = verdict([x[key] for x in sc[name]], [x[key] for x in sc[base]])
+            digits = 2 if key.startswith("E_") else 1
+            cells.append(f"{v.difference:+.{digits}f} ± {v.spread:.{digits}f}: {v.word}" if v.spread == v.spread
+                         else f"{v.difference:+.{digits}f}: {v.word}")
+        rows.append([name, base, f"{len(sc[name])} / {len(sc[base])}", *cells])
+    return rows
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
-        retrain: bool = False, console: Console | None = None, seeds: int | None = None) -> dict:
-    """Train every contestant on the short chains with each seed, evaluate twist scans, couplings and samples."""
+        retrain: bool = False, console: Console | None = None, seeds: int | None = None,
+        contestants_filter: str | list[str] | None = None) -> dict:
+    """Train every contestant on the short chains with each seed, evaluate twist scans, couplings and samples;
+    write the report after every training (the last one is complete).
+
+    ``seeds``: seeds of the PaiNN contestants (default :data:`SEEDS`; SO3krates and MACE get at most
+    :data:`EXTRA_SEEDS`); ``contestants_filter``: names (comma-separated or a list) to train, default all."""
     from muse_ff.io.serialization import load_model
 
     console = console or Console()
+    started = time.perf_counter()
     out = Path(out)
-    report = Report("nonlocal", mode)
-    seeds = SEEDS[mode] if seeds is None else int(seeds)
-    if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    budget = BUDGETS[mode]
     max_len = MAX_TRAIN_LENGTH[mode]
+    names = select(contestants_filter, list(contestants(budget, mode)))
+    counts = seed_counts(names, mode, seeds)
     path = dataset(out, mode, data_dir, console)
     frames = load(path, max_len)
     ref = observables(frames)
-    per_seed: dict[str, list[dict]] = {}
-    training: dict[str, list[dict]] = {}
-    first_trained = None
-    for seed in range(seeds):
-        budget = BUDGETS[mode].scaled(seed=seed)
-        trained = train_pair(frames["train"], frames["valid"], out / f"seed{seed}", budget, progress, retrain,
-                             console, models=contestants(budget))
-        first_trained = first_trained or trained
-        for name, t in trained.items():
-            console.print(f"seed {seed}: evaluating {name}")
-            per_seed.setdefault(name, []).append(evaluate_model(load_model(t.path), frames))
-            training.setdefault(name, []).append(t.summary)
-    budget = BUDGETS[mode]
     lengths = sorted({int(a.info["n_carbons"]) for a in frames["scan"] + frames["quartet"]})
-    report.add_table(f"training, seed 0 ({len(frames['train'])} frames of chains with ≤{max_len} carbons, "
-                     f"{budget.epochs} epochs; valid samples): E meV/atom, F meV/Å",
-                     ["model", "params", "train s", "val E MAE", "val F MAE"], trained_rows(first_trained))
-    report.add_table(f"non-locality, mean ± std over {seeds} seed(s): trained on ≤{max_len} carbons, unseen = "
-                     f"{max_len + 1}-{max(lengths)}; twist = cumulene E(90°)-E(0°), scan = all angles, coupling = "
-                     "polyene E(D..A)-E(D..H)-E(H..A)+E(H..H); MAE in meV",
-                     ["model", *[c for _, c in SCORE_COLUMNS]], summary_rows(per_seed, ref, max_len))
-    report.add_table(f"sample frames, mean ± std over {seeds} seed(s): seen = test split at ≤{max_len} carbons "
-                     f"({len(frames['test_seen'])} frames), unseen = every sample at longer chains "
-                     f"({len(frames['test_unseen'])}); E MAE meV/atom, F MAE meV/Å",
-                     ["model", *[c for _, c in SAMPLE_COLUMNS]],
-                     summary_rows(per_seed, ref, max_len, SAMPLE_COLUMNS))
-    report.add_table("cumulene twist energy E(90°) - E(0°) by length (meV)",
-                     ["carbons", "trained", "teacher", *per_seed], length_rows(per_seed, ref, max_len))
-    if ref["coupling"]:
-        report.add_table("polyene end-to-end coupling by length (meV)", ["carbons", "trained", "teacher", *per_seed],
-                         coupling_rows(per_seed, ref, max_len))
-    report.plots.append(str(plot(per_seed, ref, max_len, out / "nonlocal_chains.png")))
-    report.plots.append(str(plot_parity(per_seed, ref, max_len, out / "nonlocal_parity.png")))
-    report.results = {"teacher": ref, "models": per_seed,
-                      "scores": {n: [scores(r, ref, max_len) for r in runs] for n, runs in per_seed.items()},
-                      "training": training, "budget": budget, "seeds": seeds, "max_train_length": max_len,
-                      "dataset": str(path), "frames": {k: len(v) for k, v in frames.items()},
-                      "configs": {n: dict(c, folder=str(out / "seed0" / slug(n)))
-                                  for n, c in contestants(budget).items()}}
-    return report.write(out, console)
+    per_seed: dict[str, list[dict]] = {}
+    trained: dict[str, list] = {}
+    total = sum(counts.values())
+
+    def write(final: bool) -> dict:
+        report = Report("nonlocal", mode, started=started)
+        status = "" if final else f" [partial: {sum(len(v) for v in trained.values())} of {total} trainings]"
+        seeds_text = ", ".join(f"{n} {k}" for n, k in counts.items())
+        report.add_table(f"training{status} ({len(frames['train'])} frames of chains with ≤{max_len} carbons, "
+                         f"{budget.epochs} epochs; valid samples): E meV/atom, F meV/Å, mean ± std over seeds",
+                         ["model", "params", "seeds", "train s", "val E MAE", "val F MAE"], training_rows(trained))
+        report.add_table(f"non-locality{status}, mean ± std over seeds ({seeds_text}): trained on ≤{max_len} "
+                         f"carbons, unseen = {max_len + 1}-{max(lengths)}; twist = cumulene E(90°)-E(0°), scan = all "
+                         "angles, coupling = polyene E(D..A)-E(D..H)-E(H..A)+E(H..H); MAE in meV",
+                         ["model", *[c for _, c in SCORE_COLUMNS]], summary_rows(per_seed, ref, max_len))
+        report.add_table(f"sample frames{status}, mean ± std over seeds: seen = test split at ≤{max_len} carbons "
+                         f"({len(frames['test_seen'])} frames), unseen = every sample at longer chains "
+                         f"({len(frames['test_unseen'])}); E MAE meV/atom, F MAE meV/Å",
+                         ["model", *[c for _, c in SAMPLE_COLUMNS]],
+                         summary_rows(per_seed, ref, max_len, SAMPLE_COLUMNS))
+        report.add_table(f"verdicts against the plain backbone{status} (difference of means ± combined spread, "
+                         f"negative = lower error; meV, E meV/atom, F meV/Å). {VERDICT_RULE}",
+                         ["contestant", "against", "seeds", *[c for _, c in VERDICT_COLUMNS]],
+                         verdict_rows(per_seed, ref, max_len))
+        report.add_table("cumulene twist energy E(90°) - E(0°) by length (meV)",
+                         ["carbons", "trained", "teacher", *per_seed], length_rows(per_seed, ref, max_len))
+        if ref["coupling"]:
+            report.add_table("polyene end-to-end coupling by length (meV)",
+                             ["carbons", "trained", "teacher", *per_seed], coupling_rows(per_seed, ref, max_len))
+        report.add_table(f"learning curves (validation loss per epoch, logs/metrics.csv){status}", CURVE_COLUMNS,
+                         curve_rows(trained))
+        report.plots.append(str(plot(per_seed, ref, max_len, out / "nonlocal_chains.png")))
+        report.plots.append(str(plot_parity(per_seed, ref, max_len, out / "nonlocal_parity.png")))
+        curves = {name: [learning_curve(t.path.parent) for t in runs] for name, runs in trained.items()}
+        report.plots.append(str(plot_learning_curves(curves, out / "nonlocal_learning_curves.png",
+                                                     title="nonlocal chains: validation loss")))
+        report.results = {"teacher": ref, "models": per_seed,
+                          "scores": {n: [scores(r, ref, max_len) for r in runs] for n, runs in per_seed.items()},
+                          "training": {n: [t.summary for t in runs] for n, runs in trained.items()},
+                          "learning_curves": curves, "budget": budget, "seeds": counts, "complete": final,
+                          "max_train_length": max_len, "dataset": str(path),
+                          "frames": {k: len(v) for k, v in frames.items()},
+                          "configs": {n: dict(c, folder=str(out / "seed0" / slug(n)))
+                                      for n, c in contestants(budget, mode).items() if n in names}}
+        return report.write(out, console if final else Console(quiet=True))
+
+    def evaluate(seed: int, t) -> None:
+        console.print(f"seed {seed}: evaluating {t.name}")
+        per_seed.setdefault(t.name, []).append(evaluate_model(load_model(t.path), frames))
+        trained.setdefault(t.name, []).append(t)
+        if sum(len(v) for v in trained.values()) < total:
+            write(final=False)
+
+    def sections(b: Budget) -> dict[str, dict]:
+        return {n: c for n, c in contestants(b, mode).items() if n in names}
+
+    train_seeds(frames["train"], frames["valid"], out, budget, sections, counts, progress, retrain, console,
+                on_trained=evaluate)
+    order = {n: k for k, n in enumerate(names)}
+    per_seed = dict(sorted(per_seed.items(), key=lambda kv: order[kv[0]]))
+    trained = dict(sorted(trained.items(), key=lambda kv: order[kv[0]]))
+    return write(final=True)
+
