@@ -9,10 +9,12 @@ import pytest
 import torch
 from ase.build import molecule
 
-from muse_ff import MuSECalculator, build_model
+from muse_ff import build_model
 from muse_ff.export import ExportError, export_model
 
 metatomic_ase = pytest.importorskip("metatomic_ase")
+
+from test_export import _close, _exported, _free, _reference  # noqa: E402  (the same builders and checks)
 
 PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
 SPECIES = [1, 6, 8]
@@ -28,12 +30,6 @@ def _model(levels=1, perturb=0.3, **extra):
             if name.startswith(("physical.", "long_range.")):
                 p.add_(perturb * torch.randn_like(p))
     return model
-
-
-def _free():
-    a, b = molecule("C6H6"), molecule("H2O")
-    b.translate([0.3, 0.2, 6.0])
-    return a + b
 
 
 def _periodic():
@@ -55,31 +51,6 @@ def _ions():
     charges[0] = -1.0
     atoms.set_initial_charges(charges)
     return atoms
-
-
-def _reference(model, atoms):
-    a = atoms.copy()
-    a.calc = MuSECalculator(model)
-    stress = a.get_stress() if a.pbc.all() else None
-    return a.get_potential_energy(), a.get_forces(), stress
-
-
-def _exported(path, atoms):
-    a = atoms.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        a.calc = metatomic_ase.MetatomicCalculator(str(path))
-    stress = a.get_stress() if a.pbc.all() else None
-    return a.get_potential_energy(), a.get_forces(), stress
-
-
-def _close(ref, got, rtol=1e-6):
-    e0, f0, s0 = ref
-    e1, f1, s1 = got
-    assert abs(e1 - e0) <= rtol * max(1.0, abs(e0))
-    np.testing.assert_allclose(f1, f0, rtol=rtol, atol=1e-9)
-    if s0 is not None:
-        np.testing.assert_allclose(s1, s0, rtol=rtol, atol=1e-9)
 
 
 CASES = {
