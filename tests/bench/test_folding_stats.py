@@ -126,3 +126,14 @@ def test_run_replica_stops_at_the_first_blown_up_frame(data_dir):
     assert r["time_ps"].max() < r["failed_at_ps"]  # observables only from the frames before the blow-up
     s = folding.summarise([r], md)
     assert s["stable"] == 0 and s["failed_at_ps"] == [r["failed_at_ps"]] and s["ns_per_day"] > 0
+
+
+def test_start_structure_constrains_every_bond_to_hydrogen(data_dir):
+    top = folding.topology(data_dir / "folding")
+    start = folding.start_structure(top)
+    pairs = np.array(start.constraints[0].pairs)
+    hydrogens = np.flatnonzero(start.numbers == 1)
+    assert sorted(pairs[start.numbers[pairs] == 1]) == list(hydrogens)  # each H in exactly one X-H pair
+    assert (start.numbers[pairs] == 1).sum(axis=1).tolist() == [1] * len(pairs)
+    assert len(folding.bonds(top.reference)) == 141  # the OpenMM topology of chignolin has 141 bonds
+    assert np.allclose(start.get_masses()[hydrogens], 3.0)
