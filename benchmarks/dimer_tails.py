@@ -51,6 +51,18 @@ CPU). Evaluated through the package's own calculator in float64, dimers and mono
 Kept in ``OUT/SO3LR_trained/seed<k>/`` (reused when finished):
 
     python benchmarks/dimer_tails.py --only so3lr-trained --seeds 3 --out /tmp/tails   # ~6 min a seed, 1 thread
+
+The same trained on the teacher's dipole moments as well, as our "+mu" contestants are: ``SO3LR (trained +mu; one
+charge per frame)``, so3krates-torch's own dipole loss (``REF_dipole``, e Å, about the frame's origin, against
+sum_i q_i r_i of its charges, the convention of our teacher's labels and of MuSE's dipole loss) with the weight
+that gives it the size of MuSE's ``training.loss.dipole`` = 10 on these training frames
+(:func:`muse_ff.baselines.so3lr.matched_dipole_weight`: the package divides each frame's dipole error by its
+atom count, so its weight is 10 / mean over the training frames of 1 / n_atoms^2, fixed by the frames' sizes,
+not tuned on any result). No interaction-energy term: so3krates-torch's training has none. Kept in
+``OUT/SO3LR_trained_mu/seed<k>/``; results in ``OUT/dimer_tails_so3lr_trained_mu.{md,json}``, rewritten after
+each seed:
+
+    python benchmarks/dimer_tails.py --only so3lr-trained-mu --seeds 3 --out /tmp/tails
 """
 
 from __future__ import annotations
@@ -278,6 +290,8 @@ def run_so3lr(curves: list[dict], out: Path) -> tuple[list[dict], str]:
 
 SO3LR_TRAINED = "SO3LR (trained; one charge per frame)"
 SO3LR_TRAINED_DIR = "SO3LR_trained"
+SO3LR_TRAINED_MU = "SO3LR (trained +mu; one charge per frame)"
+SO3LR_TRAINED_MU_DIR = "SO3LR_trained_mu"
 
 
 def so3lr_r_max_lr() -> float:
@@ -296,18 +310,20 @@ def demo_splits() -> tuple[list[Atoms], list[Atoms]]:
             [a for a in frames if a.info.get("split") == "valid"])
 
 
-def run_so3lr_trained(curves: list[dict], out: Path, seed: int, epochs: int | None) -> dict:
+def run_so3lr_trained(curves: list[dict], out: Path, seed: int, epochs: int | None, dipole: bool = False) -> dict:
     """Train (or reuse) SO3LR for ``seed`` in ``out/SO3LR_trained/seed<k>/`` and evaluate it on the scans
     (predictions kept in ``predictions.json`` there); returns the mean :func:`shape` metrics over scans, with the
     separated-limit diagnostic (E_int at ``SO3LR_FAR`` Å, meV; the first monomer's charge inside the dimer) and the
-    run's training summary."""
-    from muse_ff.baselines.so3lr import TRAINING_DEFAULTS, train_so3lr, trained_so3lr_calculator
+    run's training summary. ``dipole``: trained on the dipole labels too (``OUT/SO3LR_trained_mu/``), with
+    :func:`muse_ff.baselines.so3lr.matched_dipole_weight` of ``DIPOLE_WEIGHT`` on the training frames."""
+    from muse_ff.baselines.so3lr import TRAINING_DEFAULTS, matched_dipole_weight, train_so3lr, trained_so3lr_calculator
 
-    folder = out / SO3LR_TRAINED_DIR / f"seed{seed}"
+    folder = out / (SO3LR_TRAINED_MU_DIR if dipole else SO3LR_TRAINED_DIR) / f"seed{seed}"
     r_max_lr = so3lr_r_max_lr()
     train, valid = demo_splits()
+    extra = {"dipole_weight": matched_dipole_weight(train, DIPOLE_WEIGHT)} if dipole else {}
     run = train_so3lr(train, valid, folder / "run", seed=seed, threads=1, r_max_lr=r_max_lr,
-                      epochs=TRAINING_DEFAULTS["epochs"] if epochs is None else epochs)
+                      epochs=TRAINING_DEFAULTS["epochs"] if epochs is None else epochs, **extra)
     cache = folder / "predictions.json"
     keys = [[c["pair"], c["orientation"], [float(r) for r in c["separation"]]] for c in curves]
     kept = json.loads(cache.read_text()) if cache.exists() else {}
@@ -344,6 +360,9 @@ def run_so3lr_trained(curves: list[dict], out: Path, seed: int, epochs: int | No
     mean["best_epoch"] = run["best_epoch"]
     mean["valid_energy_mae"] = (run["best_valid"] or {}).get("energy_mae_meV_per_atom", float("nan"))
     mean["valid_forces_mae"] = (run["best_valid"] or {}).get("forces_mae_meV_per_A", float("nan"))
+    if dipole:
+        mean["valid_dipole_mae"] = (run["best_valid"] or {}).get("dipole_mae_me_A", float("nan"))
+        mean["dipole_weight"] = run["config"]["TRAINING"]["dipole_weight"]
     mean["params"] = run["params"]
     return mean
 
@@ -352,7 +371,7 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def so3lr_trained_shape_table(runs: list[dict], curves: list[dict]) -> list[str]:
+def so3lr_trained_shape_table(runs: list[dict], curves: list[dict], name: str = SO3LR_TRAINED) -> list[str]:
     """Markdown lines: the trained SO3LR's curve shape, separated limit and cost, mean ± std over seeds, with the
     teacher's values."""
 
@@ -364,7 +383,7 @@ def so3lr_trained_shape_table(runs: list[dict], curves: list[dict]) -> list[str]
 
     teacher = [shape(c["ref"], c["ref"], c["separation"]) for c in curves]
     bound = [t for t in teacher if t["bound"]]
-    return [f"{SO3LR_TRAINED}: shape of the curves and cost, mean ± std over {len(runs)} seed(s) (means over scans; "
+    return [f"{name}: shape of the curves and cost, mean ± std over {len(runs)} seed(s) (means over scans; "
             f"r_min, |Δr_min| and E_min over the {len(bound)} scans whose teacher curve has a minimum; E_int and "
             f"q(first) at {SO3LR_FAR:.0f} Å: the separated limit, 0 for charges conserved per molecule; valid: the "
             f"best epoch's validation MAE as so3krates-torch reports it):", "",
@@ -372,7 +391,7 @@ def so3lr_trained_shape_table(runs: list[dict], curves: list[dict]) -> list[str]
             f"| abs. E_int {SO3LR_FAR:.0f} Å (meV) | abs. q(first) {SO3LR_FAR:.0f} Å (e) | valid E (meV/atom) "
             "| valid F (meV/Å) | train s | eval s | MAE > 5 Å less E_int(far) (meV) | right sign > 8 Å, less "
             "| abs. error 12 Å, less (meV) |", "|---" * 14 + "|",
-            f"| {SO3LR_TRAINED} | {stat('e_12')} | {stat('dr_min_bound')} | {stat('r_min_bound')} | "
+            f"| {name} | {stat('e_12')} | {stat('dr_min_bound')} | {stat('r_min_bound')} | "
             f"{stat('e_min_bound', '.1f')} | {stat('abs_e_far', '.3f')} | {stat('abs_q_first_far', '.4f')} | "
             f"{stat('valid_energy_mae')} | {stat('valid_forces_mae', '.1f')} | {stat('train_time_s', '.0f')} | "
             f"{stat('eval_time_s', '.0f')} | {stat('less_far_mae_beyond_5')} | {stat('less_far_sign_beyond_8')} | "
@@ -411,9 +430,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one orientation of one pair")
     ap.add_argument("--so3lr", action="store_true", help=f"also evaluate {SO3LR} (so3krates-torch)")
     ap.add_argument("--so3lr-trained", action="store_true", help=f"also train and evaluate {SO3LR_TRAINED}")
-    ap.add_argument("--only", choices=["so3lr", "so3lr-trained"], default=None,
-                    help=f"only {SO3LR} (no training, results in OUT/dimer_tails_so3lr.{{md,json}}) or only "
-                         f"{SO3LR_TRAINED} (--seeds seeds, results in OUT/dimer_tails_so3lr_trained.{{md,json}})")
+    ap.add_argument("--so3lr-trained-mu", action="store_true",
+                    help=f"also train and evaluate {SO3LR_TRAINED_MU}")
+    ap.add_argument("--only", choices=["so3lr", "so3lr-trained", "so3lr-trained-mu"], default=None,
+                    help=f"only {SO3LR} (no training, results in OUT/dimer_tails_so3lr.{{md,json}}), only "
+                         f"{SO3LR_TRAINED} (--seeds seeds, results in OUT/dimer_tails_so3lr_trained.{{md,json}}) "
+                         f"or only {SO3LR_TRAINED_MU} (OUT/dimer_tails_so3lr_trained_mu.{{md,json}}, rewritten "
+                         f"after each seed)")
     args = ap.parse_args(argv)
     from muse_ff import load_model
 
@@ -430,15 +453,50 @@ def main(argv=None) -> int:
         if args.only == "so3lr":
             return 0
     results: dict[str, list[dict]] = {}
-    if args.so3lr_trained or args.only == "so3lr-trained":
+    ref12 = float(np.mean([metrics(c["ref"], c["ref"], c["separation"])["ref_12"] for c in curves]))
+    ref25 = float(np.mean([metrics(c["ref"], c["ref"], c["separation"])["ref_25"] for c in curves]))
+    stem = {"so3lr-trained": "dimer_tails_so3lr_trained",
+            "so3lr-trained-mu": "dimer_tails_so3lr_trained_mu"}.get(args.only, "dimer_tails")
+
+    def report(final: bool) -> None:
+        keys = ("mae_beyond_5", "mae_beyond_8", "sign_beyond_8", "err_12", "err_25")
+        lines = [f"held-out pairs {', '.join(sorted({c['pair'] for c in curves}))}: {len(curves)} scans; teacher "
+                 f"mean |E_int| at 12 Å {ref12:.2f} meV, at 25 Å {ref25:.3f} meV; mean ± std over the seeds that "
+                 f"finished (of {args.seeds})" + ("" if final else "; written before all had finished"),
+                 "", "| model | seeds | MAE > 5 Å (meV) | MAE > 8 Å (meV) | right sign > 8 Å "
+                 "| abs. error 12 Å (meV) | abs. error 25 Å (meV) |", "|---|---|---|---|---|---|---|"]
+        for name, runs in results.items():
+            cells = []
+            for k in keys:
+                v = np.array([r[k] for r in runs])
+                cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}")
+            lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+        for name in (SO3LR_TRAINED, SO3LR_TRAINED_MU):
+            if name in results:
+                lines += ["", *so3lr_trained_shape_table(results[name], curves, name)]
+        text = "\n".join(lines)
+        if final:
+            print(text)
+        (args.out / f"{stem}.md").write_text(text + "\n")
+        (args.out / f"{stem}.json").write_text(json.dumps({"results": results, "ref_12": ref12, "ref_25": ref25,
+                                                           "backbone": BACKBONE, "args": vars(args),
+                                                           "complete": final}, default=str, indent=1))
+
+    trained = [(SO3LR_TRAINED, False, args.so3lr_trained or args.only == "so3lr-trained"),
+               (SO3LR_TRAINED_MU, True, args.so3lr_trained_mu or args.only == "so3lr-trained-mu")]
+    for label, dipole, wanted in trained:
+        if not wanted:
+            continue
         for seed in range(args.seeds):
             t1 = time.time()
-            mean = run_so3lr_trained(curves, args.out, seed, args.epochs)
-            results.setdefault(SO3LR_TRAINED, []).append(mean)
-            print(f"{SO3LR_TRAINED} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()
-                                                               if isinstance(v, float))
+            mean = run_so3lr_trained(curves, args.out, seed, args.epochs, dipole=dipole)
+            results.setdefault(label, []).append(mean)
+            print(f"{label} seed {seed}: " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()
+                                                       if isinstance(v, float))
                   + f"  ({time.time() - t1:.0f} s)", flush=True)
-    for name in ([] if args.only == "so3lr-trained" else args.models):
+            if args.only in ("so3lr-trained", "so3lr-trained-mu"):
+                report(final=False)
+    for name in ([] if args.only in ("so3lr-trained", "so3lr-trained-mu") else args.models):
         for seed in range(args.seeds):
             t1 = time.time()
             model = load_model(train_one(name, seed, args.out, args.epochs)).eval()
@@ -447,28 +505,7 @@ def main(argv=None) -> int:
             results.setdefault(name, []).append(mean)
             print(f"{name} seed {seed}: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items())
                   + f"  ({time.time() - t1:.0f} s)", flush=True)
-    keys = ("mae_beyond_5", "mae_beyond_8", "sign_beyond_8", "err_12", "err_25")
-    ref12 = float(np.mean([metrics(c["ref"], c["ref"], c["separation"])["ref_12"] for c in curves]))
-    ref25 = float(np.mean([metrics(c["ref"], c["ref"], c["separation"])["ref_25"] for c in curves]))
-    lines = [f"held-out pairs {', '.join(sorted({c['pair'] for c in curves}))}: {len(curves)} scans; teacher "
-             f"mean |E_int| at 12 Å {ref12:.2f} meV, at 25 Å {ref25:.3f} meV; mean ± std over {args.seeds} seed(s)",
-             "", "| model | MAE > 5 Å (meV) | MAE > 8 Å (meV) | right sign > 8 Å | abs. error 12 Å (meV) "
-             "| abs. error 25 Å (meV) |", "|---|---|---|---|---|---|"]
-    for name, runs in results.items():
-        cells = []
-        for k in keys:
-            v = np.array([r[k] for r in runs])
-            cells.append(f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if SO3LR_TRAINED in results:
-        lines += ["", *so3lr_trained_shape_table(results[SO3LR_TRAINED], curves)]
-    text = "\n".join(lines)
-    print(text)
-    stem = "dimer_tails_so3lr_trained" if args.only == "so3lr-trained" else "dimer_tails"
-    (args.out / f"{stem}.md").write_text(text + "\n")
-    (args.out / f"{stem}.json").write_text(json.dumps({"results": results, "ref_12": ref12, "ref_25": ref25,
-                                                           "backbone": BACKBONE, "args": vars(args)},
-                                                          default=str, indent=1))
+    report(final=True)
     return 0
 
 

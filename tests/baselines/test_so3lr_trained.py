@@ -105,3 +105,67 @@ def test_muse_loader_refuses_the_trained_pickle(runs):
 
     with pytest.raises(ModelFileError):
         load_model(runs["base"] / "a" / runs["a"]["model_file"])
+
+
+def test_dipole_option_config_and_training(tmp_path):
+    """Trained on the dipole labels too: the package config gets the weight, the loss and the key, the labels are
+    written as they are (e Å, about the frame's origin), the package reads them back, and a tiny run trains and
+    logs the validation dipole error."""
+    from so3krates_torch.data.utils import KeySpecification, load_from_xyz, update_keyspec_from_kwargs
+    from so3krates_torch.tools.default_keys import DefaultKeys
+
+    from muse_ff.baselines.so3lr import (
+        DIPOLE_KEY,
+        matched_dipole_weight,
+        so3lr_training_config,
+        train_so3lr,
+        trained_so3lr_calculator,
+    )
+
+    train, valid = _frames()
+    plain = so3lr_training_config(seed=0)
+    assert "dipole_weight" not in plain["TRAINING"] and "dipole_key" not in plain["TRAINING"]["keys"]
+    assert so3lr_training_config(seed=0, dipole_weight=0.0) == plain  # 0: the config without the option
+    cfg = so3lr_training_config(seed=0, dipole_weight=631.0)
+    assert cfg["TRAINING"]["dipole_weight"] == 631.0 and cfg["TRAINING"]["loss_type"] == "energy_forces_dipole"
+    assert cfg["TRAINING"]["keys"]["dipole_key"] == DIPOLE_KEY == "REF_dipole"
+    with pytest.raises(ValueError, match="dipole_weight"):
+        so3lr_training_config(dipole_weight=-1.0)
+    # the mapping: w_mu / mean(1 / n^2), so that frames of n atoms weigh as in MuSE's mean of dmu^2
+    n = np.array([len(a) for a in train], dtype=float)
+    assert matched_dipole_weight(train, 10.0) == pytest.approx(10.0 / np.mean(1.0 / n ** 2))
+    same = [a.copy() for a in train[:1]] * 3
+    assert matched_dipole_weight(same, 10.0) == pytest.approx(10.0 * len(same[0]) ** 2)
+
+    w = matched_dipole_weight(train)
+    run = train_so3lr(train, valid, tmp_path / "mu", seed=0, dipole_weight=w, **SETTINGS)
+    assert run["config"]["TRAINING"]["dipole_weight"] == w
+    assert "dipole_mae_me_A" in run["best_valid"] and np.isfinite(run["best_valid"]["dipole_mae_me_A"])
+    log = (tmp_path / "mu" / "train.log").read_text()
+    assert "Explicit loss type: energy_forces_dipole" in log and f"dipole={w}" in log
+    # the package reads our labels from the file it trains on, unchanged
+    keys = update_keyspec_from_kwargs(KeySpecification(), {**DefaultKeys.keydict(),
+                                                           **run["config"]["TRAINING"]["keys"]})
+    _, configs = load_from_xyz(str(tmp_path / "mu" / "train.xyz"), key_specification=keys)
+    read = np.array([c.properties["dipole"] for c in configs])
+    assert np.allclose(read, [a.info["REF_dipole"] for a in train], atol=1e-7)
+    # its dipole is sum_i q_i r_i of its charges about the origin: for a charged frame it moves by Q t under a
+    # shift t, for a neutral one it does not
+    calc = trained_so3lr_calculator(tmp_path / "mu")
+    for atoms in (train[0], train[-1]):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        atoms.get_potential_energy()
+        q, mu = np.array(calc.results["partial_charges"]), np.array(calc.results["dipole"]).reshape(3)
+        assert np.allclose(mu, q @ atoms.positions, atol=1e-6)
+        shifted = atoms.copy()
+        shifted.positions += [3.0, -2.0, 1.0]
+        shifted.calc = calc
+        shifted.get_potential_energy()
+        mu_shifted = np.array(calc.results["dipole"]).reshape(3)
+        assert np.allclose(mu_shifted - mu, atoms.info["charge"] * np.array([3.0, -2.0, 1.0]), atol=1e-4)
+    # a frame without the label is refused, not trained towards (0, 0, 0)
+    bare = [a.copy() for a in train]
+    del bare[0].info["REF_dipole"]
+    with pytest.raises(ValueError, match="REF_dipole"):
+        train_so3lr(bare, valid, tmp_path / "bare", seed=0, dipole_weight=w, **SETTINGS)

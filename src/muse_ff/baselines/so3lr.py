@@ -24,6 +24,9 @@ training entry point (``python -m so3krates_torch.cli.run_train --config config.
 ``torchkrates-train`` CLI) in a subprocess inside a working folder the caller names. Its best-validation
 checkpoint (EMA weights, what the package checkpoints) is evaluated through the package's own
 :class:`TorchkratesCalculator`, which reads the package's pickled model file; MuSE never unpickles it.
+``dipole_weight`` > 0 trains on the frames' dipole moments too (the package's own dipole loss: its
+``sum_i q_i r_i`` about the coordinates' origin, the convention of MuSE's teachers and dipole loss);
+:func:`matched_dipole_weight` maps MuSE's ``training.loss.dipole`` onto the package's per-atom form.
 """
 
 from __future__ import annotations
@@ -147,9 +150,36 @@ WORK_FILES = ("train.xyz", "valid.xyz", "config.yaml", "train.log", "checkpoints
 NAME = "so3lr"
 
 
-def _training_frames(frames, charge_key: str, energy_key: str, forces_key: str) -> list:
+#: the info key under which :func:`train_so3lr` writes the dipole labels for so3krates-torch (``keys.dipole_key``)
+DIPOLE_KEY = "REF_dipole"
+#: MuSE's dipole weight of its "+mu" contestants (``training.loss.dipole``, on the MSE of the dipole components in
+#: e Å; ``benchmarks/dimer_tails.py`` ``DIPOLE_WEIGHT``), the weight :func:`matched_dipole_weight` maps by default
+MUSE_DIPOLE_WEIGHT = 10.0
+
+
+def matched_dipole_weight(frames, muse_weight: float = MUSE_DIPOLE_WEIGHT) -> float:
+    """so3krates-torch's ``dipole_weight`` that gives its dipole term the size of MuSE's ``training.loss.dipole``
+    = ``muse_weight`` on ``frames`` (the training frames).
+
+    MuSE's term: ``w_mu * mean over frames and components of dmu^2`` (e Å). so3krates-torch's
+    (``weighted_mean_squared_error_dipole``): ``w * mean over frames and components of (dmu / n_atoms)^2``. With
+    errors that do not depend on the frame's size the two are equal in expectation for
+    ``w = w_mu / mean over frames of 1 / n_atoms^2`` (a frame of n atoms then weighs ``w_mu n_ref^2 / n^2`` of
+    MuSE's, ``n_ref`` the root of that harmonic mean of n^2: larger frames weigh less, smaller more). Fixed by
+    the training frames' sizes alone, not tuned on any result.
+    """
+    n = np.array([len(a) for a in frames], dtype=np.float64)
+    if not len(n) or (n <= 0).any():
+        raise ValueError("need frames with atoms")
+    return float(muse_weight / np.mean(1.0 / n ** 2))
+
+
+def _training_frames(frames, charge_key: str, energy_key: str, forces_key: str,
+                     dipole_key: str | None = None) -> list:
     """Copies of ``frames`` with only what so3krates-torch reads: numbers, positions, cell, pbc, ``REF_energy``,
-    ``REF_forces`` and the total charge as ``info['charge']``."""
+    ``REF_forces``, the total charge as ``info['charge']`` and, with ``dipole_key``, the dipole moment (e Å, 3
+    numbers, about the origin of the frame's own coordinates, which are copied unchanged) as
+    ``info[DIPOLE_KEY]``."""
     from ase import Atoms
 
     out = []
@@ -162,6 +192,14 @@ def _training_frames(frames, charge_key: str, energy_key: str, forces_key: str) 
         b.info["REF_energy"] = float(energy)
         b.info["charge"] = float(a.info.get(charge_key, 0.0))
         b.arrays["REF_forces"] = np.asarray(forces, dtype=np.float64).reshape(len(a), 3)
+        if dipole_key is not None:
+            dipole = a.info.get(dipole_key)
+            if dipole is None:
+                # so3krates-torch would read a missing dipole as (0, 0, 0) and train towards it
+                raise ValueError(f"frame {i} has no {dipole_key!r} (info): the dipole loss needs it on every frame")
+            if np.asarray(a.pbc, dtype=bool).any():
+                raise ValueError(f"frame {i} is periodic: a dipole label needs a free structure")
+            b.info[DIPOLE_KEY] = np.asarray(dipole, dtype=np.float64).reshape(3)
         out.append(b)
     return out
 
@@ -174,7 +212,7 @@ def so3lr_training_config(seed: int = 0, epochs: int = TRAINING_DEFAULTS["epochs
                           ema_decay: float | None = TRAINING_DEFAULTS["ema_decay"],
                           clip_grad: float | None = TRAINING_DEFAULTS["clip_grad"], r_max: float = DEFAULT_R_MAX,
                           r_max_lr: float = DEFAULT_R_MAX_LR, architecture: dict | None = None,
-                          dtype: str = "float32") -> dict:
+                          dtype: str = "float32", dipole_weight: float = 0.0) -> dict:
     """so3krates-torch's training config (``TrainConfig``, as its ``torchkrates-train`` reads it from YAML) for
     the SO3LR architecture trained on ``train.xyz`` and validated on ``valid.xyz`` in the working folder.
 
@@ -183,7 +221,16 @@ def so3lr_training_config(seed: int = 0, epochs: int = TRAINING_DEFAULTS["epochs
     (e.g. ``{"num_features": 16}``). ``r_max_lr``: the long-range cutoff of Coulomb and dispersion (the Coulomb
     term is switched off between 0.45 ``r_max_lr`` and ``r_max_lr``). The total charge is read from
     ``info['charge']`` (``keys.total_charge_key``); the total spin is not given (0: closed shells).
+
+    ``dipole_weight`` > 0: so3krates-torch's dipole loss as well (``TRAINING.dipole_weight``, ``loss_type``
+    ``energy_forces_dipole``: ``dipole_weight * mean of ((mu_ref - sum_i q_i r_i) / n_atoms)^2``, the package's
+    predicted charges about the origin of the frame's coordinates, e Å), labels read from ``info[DIPOLE_KEY]``
+    (``keys.dipole_key``), validation errors logged with the dipole MAE (``MISC.error_table``); see
+    :func:`matched_dipole_weight` for a weight of MuSE's size. 0 (default): energies and forces only, and the
+    config is the one without the option.
     """
+    if dipole_weight < 0:
+        raise ValueError(f"dipole_weight must be >= 0, not {dipole_weight}")
     arch = {**SO3LR_ARCHITECTURE, **(architecture or {}), "r_max": float(r_max), "r_max_lr": float(r_max_lr)}
     training = {"batch_size": int(batch_size), "valid_batch_size": int(batch_size), "lr": float(lr),
                 "num_epochs": int(epochs), "path_to_train_data": "train.xyz", "path_to_val_data": "valid.xyz",
@@ -194,10 +241,15 @@ def so3lr_training_config(seed: int = 0, epochs: int = TRAINING_DEFAULTS["epochs
                 "clip_grad": None if clip_grad is None else float(clip_grad),
                 "patience": int(epochs) + 1,  # no early stopping (MuSE's demo: patience None)
                 "keys": {"energy_key": "REF_energy", "forces_key": "REF_forces", "total_charge_key": "charge"}}
+    misc = {"device": "cpu", "restart_latest": False, "log_level": "INFO"}
+    if dipole_weight > 0:
+        training["dipole_weight"] = float(dipole_weight)
+        training["loss_type"] = "energy_forces_dipole"
+        training["keys"]["dipole_key"] = DIPOLE_KEY
+        misc["error_table"] = "EnergyForceDipoleMAE"
     return {"GENERAL": {"name_exp": NAME, "checkpoints_dir": "checkpoints", "model_dir": "model", "log_dir": "logs",
                         "default_dtype": dtype, "seed": int(seed)},
-            "ARCHITECTURE": arch, "TRAINING": training,
-            "MISC": {"device": "cpu", "restart_latest": False, "log_level": "INFO"}}
+            "ARCHITECTURE": arch, "TRAINING": training, "MISC": misc}
 
 
 def _check_work_dir(work: Path) -> dict | None:
@@ -218,7 +270,7 @@ def _check_work_dir(work: Path) -> dict | None:
 
 def train_so3lr(train_frames, valid_frames, work_dir, *, seed: int = 0, threads: int = 1,
                 timeout: float | None = None, charge_key: str = "charge", energy_key: str = "REF_energy",
-                forces_key: str = "REF_forces", **config) -> dict:
+                forces_key: str = "REF_forces", dipole_key: str = "REF_dipole", **config) -> dict:
     """Train the SO3LR architecture on ``train_frames`` (validation: ``valid_frames``) with so3krates-torch's own
     training entry point, in ``work_dir``; returns the run's summary (also ``work_dir/result.json``).
 
@@ -234,6 +286,8 @@ def train_so3lr(train_frames, valid_frames, work_dir, *, seed: int = 0, threads:
 
     Frames: energies from ``info[energy_key]`` (eV), forces from ``arrays[forces_key]`` (eV/Å), the total charge
     from ``info[charge_key]`` (default 0): one total charge per structure, the only charge input the package has.
+    With ``dipole_weight`` > 0 (a keyword of the config) also the dipole moments from ``info[dipole_key]`` (e Å,
+    about the origin of the frame's coordinates, as MuSE's teachers write them; every frame needs one).
     """
     import subprocess
     import sys
@@ -250,8 +304,9 @@ def train_so3lr(train_frames, valid_frames, work_dir, *, seed: int = 0, threads:
         return done
     _import_calculator()
     work.mkdir(parents=True, exist_ok=True)
-    train = _training_frames(train_frames, charge_key, energy_key, forces_key)
-    valid = _training_frames(valid_frames, charge_key, energy_key, forces_key)
+    dipoles = dipole_key if cfg["TRAINING"].get("dipole_weight", 0.0) > 0 else None
+    train = _training_frames(train_frames, charge_key, energy_key, forces_key, dipoles)
+    valid = _training_frames(valid_frames, charge_key, energy_key, forces_key, dipoles)
     if not train or not valid:
         raise ValueError(f"need training and validation frames (got {len(train)} and {len(valid)})")
     write(str(work / "train.xyz"), train, format="extxyz")
@@ -274,14 +329,17 @@ def train_so3lr(train_frames, valid_frames, work_dir, *, seed: int = 0, threads:
     checkpoint, best_epoch = _best_checkpoint(work) if cfg["TRAINING"]["num_epochs"] > 0 else (None, None)
     params = re.search(r"The model has (\d+) parameters", text)
     valid_lines = re.findall(r"Epoch (\d+): head: \S+, loss=([-\d.e+]+), MAE_E_per_atom=\s*([-\d.e+]+) meV, "
-                             r"MAE_F=\s*([-\d.e+]+) meV", text)
+                             r"MAE_F=\s*([-\d.e+]+) meV / A(?:, MAE_dipole=\s*([-\d.e+]+))?", text)
     best = [v for v in valid_lines if int(v[0]) == best_epoch]
     result = {"seed": int(seed), "config": cfg, "train_time_s": round(elapsed, 1), "best_epoch": best_epoch,
               "checkpoint": None if checkpoint is None else checkpoint.name, "model_file": f"{NAME}.model",
               "n_train": len(train), "n_valid": len(valid), "params": int(params.group(1)) if params else None,
               "threads": int(threads), "package": REQUIREMENT,
               "best_valid": ({"loss": float(best[0][1]), "energy_mae_meV_per_atom": float(best[0][2]),
-                              "forces_mae_meV_per_A": float(best[0][3])} if best else None)}
+                              "forces_mae_meV_per_A": float(best[0][3]),
+                              # so3krates-torch logs it as "mDebye" but it is 1e3 x the labels' unit: me Å here
+                              **({"dipole_mae_me_A": float(best[0][4])} if best[0][4] else {})}
+                             if best else None)}
     (work / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
