@@ -13,9 +13,12 @@ one thread, X-H constrained, H 3 amu, 2 fs, 1/ps, from the folded structure; mea
 folded core (CA RMSD > 3.5 Å) in 0 of 3 runs within 40 ps at 400 K (one at 49.5 ps) and in 1 of 3 at 450 K
 (at 28.6 ps, back below 2.5 Å at 39.2 ps); at 500 K in 5 of 8 runs within 40 ps (at 18, 23, 26, 29 and
 39 ps), 4 of which refolded before 40 ps: 9 transitions in 8 x 40 ps, folded fraction 0.52-1.00 per run.
-The teacher through this benchmark's ASE code (seed 0) unfolded at 21 ps. Shorter replicas would mostly
-stay folded; more or longer ones would not fit the default hour (each model takes ~15-20 ms per step on one
-CPU thread, the teacher through ASE ~11).
+Through this benchmark's ASE code with all 61 X-H bonds constrained the teacher's seed-0 replica stayed
+folded for 40 ps (0 transitions); an earlier run that constrained only 15 of them (see :func:`bonds`)
+unfolded at 21 ps. Cost, measured on 2 cores shared with three other benchmarks: ASE's ``FixBondLengths``
+takes ~40 ms per ``adjust_positions`` call for the 61 coupled pairs, so a step costs the teacher ~66 ms and
+PaiNN ~190 ms (without it: ~11-20 and ~26 ms): at that cost the default does not fit an hour; a faster
+constraint solver, or fewer steps, is needed.
 
 Compared with the teacher's replicas:
 
