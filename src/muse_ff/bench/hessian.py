@@ -30,13 +30,15 @@ judged against PaiNN and called better/worse only where the difference of the me
 spread (:func:`muse_ff.bench.common.verdict`). The report is rewritten after each training, seed 0 of every
 contestant first, so a run cut short keeps what finished. ``--contestants`` picks a subset.
 
-**Budget.** The default (PaiNN 32 features, 2 layers, 100 epochs, float64, 3 seeds: 9 trainings) is sized
-for about an hour on two shared CPU cores. Holding out Ace-(Ala)10-NMe and naphthalene removes 130 of the 223
-atoms of one sample of every molecule (about 60% of the training cost per epoch), which pays for most of the
-seeds; the epochs went from 120 (one seed) to 100. Measured at a load of 3-4 on the two cores, one thread:
-1.8-3.0 s per epoch (PaiNN+LES, PaiNN, MuSE(PaiNN)), so 3-5 min per training, ~12 min per seed of the three
-contestants; relaxing and taking the Hessians of the eight molecules took ~1 min per trained model in
-session 2 (docs/BENCHMARKS.md).
+**Budget.** The default (PaiNN 32 features, 2 layers, 100 epochs, float64, 3 seeds: 9 trainings) was sized
+for about an hour on two shared CPU cores, and takes longer. Holding out Ace-(Ala)10-NMe and naphthalene
+removes 130 of the 223 atoms of one sample of every molecule (about 60% of the training cost per epoch),
+which pays for most of the seeds; the epochs went from 120 (one seed) to 100. Measured on 2026-12-03 at a
+load of 6-7 on the two cores, one thread: training 194-340 s (PaiNN), 448-527 s (MuSE(PaiNN)), 263 s
+(PaiNN+LES); evaluating one trained model 175-301 s, most of it relaxing the peptides (BFGS to 1e-3 eV/Å:
+~900 steps, ~145 s, for Ace-(Ala)10-NMe with PaiNN). That is ~30 min per seed of the three contestants,
+~1.5 h for the default run at that load. A cheaper relaxation (a preconditioned optimiser) is the place
+to save time without fewer seeds or epochs.
 """
 
 from __future__ import annotations
