@@ -53,10 +53,12 @@ def test_every_benchmark_takes_its_contestants_from_the_registry():
             assert common.contestant_config(budget, common.MODELS["PaiNN+LES"]) == {
                 "backbone": painn, "cutoff": 5.0, "levels": [], "dtype": budget.dtype,
                 "long_range": {"kind": "latent-ewald", "smearing": 1.0}}
-    for budget in nonlocal_chains.BUDGETS.values():
-        got = nonlocal_chains.contestants(budget)
-        assert list(got) == list(contestants.SUITES["nonlocal"])
+    for mode, budget in nonlocal_chains.BUDGETS.items():
+        got = nonlocal_chains.contestants(budget, mode)
+        others = [f"{p}{b}{s}" for b in ("SO3krates", "MACE") for p, s in (("", ""), ("MuSE(", ")"))]
+        assert list(got) == list(contestants.SUITES["nonlocal"]) + others  # the registry's suite first
         assert got["MuSE(PaiNN)"]["levels"] == contestants.NONLOCAL_LEVELS
+        assert got["MuSE(MACE)"]["levels"] == contestants.NONLOCAL_LEVELS and got["MACE"]["levels"] == []
         assert got["PaiNN+physical"]["physical"] == {} and got["PaiNN+physical"]["charges"] is True
         assert all(c["species"] == list(nonlocal_chains.SPECIES) for c in got.values())
     for mode, sizes in backbones.SIZES.items():
