@@ -29,10 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "trained with the same configuration")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
     parser.add_argument("--seeds", type=int, default=None, help="training seeds per contestant, for the "
-                        "benchmarks that take them (nonlocal, graphene; default: the mode's, 3, or 1 with --quick)")
+                        "benchmarks that take them (nonlocal, graphene, hessian; default: the mode's, 3, or 1 with --quick)")
     parser.add_argument("--contestants", default=None, help="comma-separated contestants to train, by name or "
                         "folder name (e.g. 'PaiNN,MuSE(PaiNN)' or painn,muse_painn), for the benchmarks that take "
-                        "it (graphene); default: all")
+                        "it (graphene, hessian, nonlocal); default: all")
 
 
 def run(args: argparse.Namespace) -> int:
