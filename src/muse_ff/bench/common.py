@@ -476,3 +476,24 @@ def curve_rows(trained: Mapping[str, Sequence[Trained]]) -> list[list]:
 
 CURVE_COLUMNS = ["model", "seeds", "epochs", "best epoch", "best val loss",
                  "% gain of best val loss in last 25% of epochs"]
+
+
+def training_rows(trained: Mapping[str, Sequence[Trained]]) -> list[list]:
+    """Per contestant: params, seeds, training time (s) and validation E / F MAE, mean ± std over seeds."""
+    rows = []
+    for name, runs in trained.items():
+        val = [{k: v for k, v in t.summary.get("last_metrics", {}).items() if k.startswith("val")} for t in runs]
+        rows.append([name, runs[0].params, len(runs), pm([t.train_time_s for t in runs], 0),
+                     pm([_get(v, "energy_mae") for v in val], 2), pm([_get(v, "forces_mae") for v in val], 1)])
+    return rows
+
+
+def reference_of(name: str, names) -> str | None:
+    """The plain backbone a contestant is judged against: ``MuSE(X)`` and ``X+...`` -> ``X`` (when present)."""
+    if name.startswith("MuSE(") and name.endswith(")"):
+        ref = name[5:-1]
+    elif "+" in name:
+        ref = name.split("+", 1)[0]
+    else:
+        return None
+    return ref if ref in names else None

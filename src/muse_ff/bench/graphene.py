@@ -49,8 +49,10 @@ from muse_ff.bench.common import (
     plot_learning_curves,
     pm,
     pyplot,
+    reference_of,
     save_figure,
     train_seeds,
+    training_rows,
     verdict,
 )
 from muse_ff.contestants import SMALL_BACKBONES, backbone_pairs, select
@@ -238,17 +240,6 @@ def scores(result: dict) -> dict[str, float]:
     return out
 
 
-def reference_of(name: str, names) -> str | None:
-    """The plain backbone a contestant is judged against: ``MuSE(X)`` and ``X+...`` -> ``X`` (when present)."""
-    if name.startswith("MuSE(") and name.endswith(")"):
-        ref = name[5:-1]
-    elif "+" in name:
-        ref = name.split("+", 1)[0]
-    else:
-        return None
-    return ref if ref in names else None
-
-
 def _verdict_text(v) -> str:
     if v.word == "n/a":
         return "n/a"
@@ -306,17 +297,6 @@ def per_curve_rows(per_seed: dict[str, list[dict]]) -> list[list]:
             rows.append([name, key, tag, pm([x["h_min"] for x in ms], 2), pm([x["depth"] for x in ms], 0),
                          pm([x["mae_inside"] for x in ms], 1), pm([x["mae_beyond"] for x in ms], 1),
                          f"{pm([x['e_far'] for x in ms], 1)} @ {m['h_far']:g} Å"])
-    return rows
-
-
-def training_rows(trained: dict[str, list]) -> list[list]:
-    """Per contestant: params, seeds, training time (s) and validation E / F MAE, mean ± std over seeds."""
-    rows = []
-    for name, runs in trained.items():
-        val = [{k: v for k, v in t.summary.get("last_metrics", {}).items() if k.startswith("val")} for t in runs]
-        rows.append([name, runs[0].params, len(runs), pm([t.train_time_s for t in runs], 0),
-                     pm([common._get(v, "energy_mae") for v in val], 2),
-                     pm([common._get(v, "forces_mae") for v in val], 1)])
     return rows
 
 

@@ -64,6 +64,7 @@ from muse_ff.bench.common import (
     pyplot,
     save_figure,
     train_seeds,
+    training_rows,
     verdict,
 )
 from muse_ff.contestants import select
@@ -305,17 +306,6 @@ def per_molecule_rows(per_seed: dict[str, list[dict]], minima: dict) -> list[lis
                          pm([r["errors"]["mae_all"] for r in rs], 1), pm([r["errors"]["mae_low"] for r in rs], 1),
                          rs[0]["errors"]["n_low"], sum(r["errors"]["n_imaginary"] for r in rs),
                          pm([r["rmsd"] for r in rs], 3), f"{sum(r['converged'] for r in rs)}/{len(rs)}"])
-    return rows
-
-
-def training_rows(trained: dict[str, list]) -> list[list]:
-    """Per contestant: params, seeds, training time (s) and validation E / F MAE, mean ± std over seeds."""
-    rows = []
-    for name, runs in trained.items():
-        val = [{k: v for k, v in t.summary.get("last_metrics", {}).items() if k.startswith("val")} for t in runs]
-        rows.append([name, runs[0].params, len(runs), pm([t.train_time_s for t in runs], 0),
-                     pm([common._get(v, "energy_mae") for v in val], 2),
-                     pm([common._get(v, "forces_mae") for v in val], 1)])
     return rows
 
 

@@ -51,11 +51,12 @@ from muse_ff.bench.common import (
     plot_learning_curves,
     pm,
     pyplot,
+    reference_of,
     save_figure,
     train_seeds,
+    training_rows,
     verdict,
 )
-from muse_ff.bench.graphene import training_rows
 from muse_ff.contestants import NONLOCAL_LEVELS, SMALL_BACKBONES, SUITES, model_section, select, slug
 from muse_ff.contestants import contestants as registry_contestants
 from muse_ff.datasets import nonlocal_chains as chains
@@ -317,17 +318,6 @@ def seed_counts(names: list[str], mode: str, seeds: int | None = None) -> dict[s
 #: (score key, title) of the verdict table: transfer to unseen lengths, and the sample errors there
 VERDICT_COLUMNS = [("twist_unseen", "twist unseen"), ("coupling_unseen", "coupling unseen"),
                    ("E_test_unseen", "E unseen"), ("F_test_unseen", "F unseen")]
-
-
-def reference_of(name: str, names) -> str | None:
-    """The plain backbone a contestant is compared with: X for MuSE(X), PaiNN for PaiNN+..., None for a plain one."""
-    if name.startswith("MuSE(") and name.endswith(")"):
-        ref = name[5:-1]
-    elif "+" in name:
-        ref = name.split("+")[0]
-    else:
-        return None
-    return ref if ref in names else None
 
 
 def verdict_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: int) -> list[list]:
