@@ -339,6 +339,31 @@ def train_seeds(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], ou
     return {name: out_runs[name] for name in counts if name in out_runs}
 
 
+
+def train_and_evaluate(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out: Path, budget: Budget,
+                       sections: Callable[[Budget], Mapping[str, dict]], seeds: Mapping[str, int],
+                       names: Sequence[str], evaluate: Callable[[int, Trained], dict],
+                       write: Callable[[dict, dict, bool], dict], progress: bool = False, retrain: bool = False,
+                       console: Console | None = None) -> dict:
+    """:func:`train_seeds`, then ``evaluate(seed, trained)`` of each training as it finishes, with the partial
+    report ``write(per_seed, trained, False)`` after every training but the last; returns ``write(per_seed,
+    trained, True)`` with both dicts ({name: [per seed]}) in the order of ``names``."""
+    per_seed: dict[str, list] = {}
+    trained: dict[str, list] = {}
+    total = sum(seeds.values())
+
+    def on_trained(seed: int, t: Trained) -> None:
+        per_seed.setdefault(t.name, []).append(evaluate(seed, t))
+        trained.setdefault(t.name, []).append(t)
+        if sum(len(v) for v in trained.values()) < total:
+            write(per_seed, trained, False)
+
+    train_seeds(train_frames, valid_frames, out, budget, sections, seeds, progress, retrain, console,
+                on_trained=on_trained)
+    order = {n: k for k, n in enumerate(names)}
+    return write(dict(sorted(per_seed.items(), key=lambda kv: order[kv[0]])),
+                 dict(sorted(trained.items(), key=lambda kv: order[kv[0]])), True)
+
 # ---------------------------------------------------------------------------------------------- statistics
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof 1; 0.0 for one value) of the finite ``values``; NaNs and

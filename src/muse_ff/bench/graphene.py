@@ -51,7 +51,7 @@ from muse_ff.bench.common import (
     pyplot,
     reference_of,
     save_figure,
-    train_seeds,
+    train_and_evaluate,
     training_rows,
     verdict,
 )
@@ -375,11 +375,9 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     unseen, seen = unseen_molecules(frames), seen_molecules(frames)
     names = select(contestants_filter, list(contestants(budget, mode)))
     counts = seed_counts(names, mode, seeds)
-    per_seed: dict[str, list[dict]] = {}
-    trained: dict[str, list] = {}
     total = sum(counts.values())
 
-    def write(final: bool) -> dict:
+    def write(per_seed: dict, trained: dict, final: bool) -> dict:
         report = Report("graphene", mode, started=started)
         done = sum(len(v) for v in trained.values())
         status = "" if final else f" [partial: {done} of {total} trainings]"
@@ -413,19 +411,12 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
                           "configs": {n: c for n, c in contestants(budget, mode).items() if n in names}}
         return report.write(out, console if final else Console(quiet=True))
 
-    def evaluate(seed: int, t) -> None:
+    def evaluate(seed: int, t) -> dict:
         console.print(f"seed {seed}: evaluating {t.name}")
-        per_seed.setdefault(t.name, []).append(evaluate_model(load_model(t.path), frames))
-        trained.setdefault(t.name, []).append(t)
-        if sum(len(v) for v in trained.values()) < total:
-            write(final=False)
+        return evaluate_model(load_model(t.path), frames)
 
     def sections(b: Budget) -> dict[str, dict]:
         return {n: c for n, c in contestants(b, mode).items() if n in names}
 
-    train_seeds(frames["train"], frames["valid"], out, budget, sections, counts, progress, retrain, console,
-                on_trained=evaluate)
-    order = {n: k for k, n in enumerate(names)}
-    per_seed = dict(sorted(per_seed.items(), key=lambda kv: order[kv[0]]))
-    trained = dict(sorted(trained.items(), key=lambda kv: order[kv[0]]))
-    return write(final=True)
+    return train_and_evaluate(frames["train"], frames["valid"], out, budget, sections, counts, names, evaluate, write,
+                              progress, retrain, console)

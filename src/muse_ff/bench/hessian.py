@@ -63,7 +63,7 @@ from muse_ff.bench.common import (
     pm,
     pyplot,
     save_figure,
-    train_seeds,
+    train_and_evaluate,
     training_rows,
     verdict,
 )
@@ -380,10 +380,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     names = select(contestants_filter, list(contestants(budget)))
     counts = seed_counts(names, mode, seeds)
     total = sum(counts.values())
-    per_seed: dict[str, list[dict]] = {}
-    trained: dict[str, list] = {}
 
-    def write(final: bool) -> dict:
+    def write(per_seed: dict, trained: dict, final: bool) -> dict:
         report = Report("hessian", mode, started=started)
         done = sum(len(v) for v in trained.values())
         status = "" if final else f" [partial: {done} of {total} trainings]"
@@ -425,21 +423,15 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
             "configs": {n: c for n, c in contestants(budget).items() if n in names}}
         return report.write(out, console if final else Console(quiet=True))
 
-    def evaluate(seed: int, t) -> None:
+    def evaluate(seed: int, t) -> dict:
         console.print(f"seed {seed}: {t.name}: relax every molecule and take its Hessian")
         start = time.perf_counter()
-        per_seed.setdefault(t.name, []).append(evaluate_model(t.path, data, RELAX_STEPS[mode], console))
-        trained.setdefault(t.name, []).append(t)
+        result = evaluate_model(t.path, data, RELAX_STEPS[mode], console)
         console.print(f"seed {seed}: {t.name} evaluated in {time.perf_counter() - start:.0f} s")
-        if sum(len(v) for v in trained.values()) < total:
-            write(final=False)
+        return result
 
     def sections(b: Budget) -> dict[str, dict]:
         return {n: c for n, c in contestants(b).items() if n in names}
 
-    train_seeds(data["train"], data["valid"], out, budget, sections, counts, progress, retrain, console,
-                on_trained=evaluate)
-    order = {n: k for k, n in enumerate(names)}
-    per_seed = dict(sorted(per_seed.items(), key=lambda kv: order[kv[0]]))
-    trained = dict(sorted(trained.items(), key=lambda kv: order[kv[0]]))
-    return write(final=True)
+    return train_and_evaluate(data["train"], data["valid"], out, budget, sections, counts, names, evaluate, write,
+                              progress, retrain, console)
