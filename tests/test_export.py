@@ -144,10 +144,9 @@ def test_nve_md_in_ase_through_the_exported_model_follows_the_python_model(tmp_p
     assert drift < 1e-3  # NVE: total energy conserved along the 100 steps
 
 
-def test_torchscript_format_is_a_function_of_positions_only(tmp_path):
-    import vesin_torch  # noqa: F401  (the coarse neighbour lists' extension)
-
-    model, atoms = _model(), _mixed()
+def _check_torchscript(model, atoms, tmp_path):
+    """The torchscript export of ``model`` bound to ``atoms``: energy and forces from positions alone equal the
+    Python model's to 1e-6."""
     path = export_model(model, tmp_path / "m.ts", structure=atoms, format="torchscript")
     scripted = torch.jit.load(str(path))
     pos = torch.tensor(atoms.positions, requires_grad=True)
@@ -156,6 +155,13 @@ def test_torchscript_format_is_a_function_of_positions_only(tmp_path):
     e0, f0, _ = _reference(model, atoms)
     assert abs(float(energy) - e0) <= 1e-6 * max(1.0, abs(e0))
     np.testing.assert_allclose(forces.numpy(), f0, rtol=1e-6, atol=1e-9)
+
+
+def test_torchscript_format_is_a_function_of_positions_only(tmp_path):
+    import vesin_torch  # noqa: F401  (the coarse neighbour lists' extension)
+
+    model, atoms = _model(), _mixed()
+    _check_torchscript(model, atoms, tmp_path)
 
 
 def test_export_refusals_name_the_problem(tmp_path):

@@ -14,7 +14,7 @@ from muse_ff.export import ExportError, export_model
 
 metatomic_ase = pytest.importorskip("metatomic_ase")
 
-from test_export import _close, _exported, _free, _reference  # noqa: E402  (the same builders and checks)
+from test_export import _check_torchscript, _close, _exported, _free, _reference  # noqa: E402  (the same builders and checks)
 
 PAINN = {"name": "painn", "features": 16, "layers": 2, "num_basis": 8}
 SPECIES = [1, 6, 8]
@@ -101,14 +101,7 @@ def test_torchscript_format_with_physical_terms_is_a_function_of_positions(tmp_p
     import vesin_torch  # noqa: F401  (the coarse neighbour lists' extension)
 
     model, atoms = _model(**CASES["physical"]), _periodic()
-    path = export_model(model, tmp_path / "m.ts", structure=atoms, format="torchscript")
-    scripted = torch.jit.load(str(path))
-    pos = torch.tensor(atoms.positions, requires_grad=True)
-    energy = scripted(pos, torch.tensor(atoms.cell.array), torch.tensor(atoms.pbc))
-    forces = -torch.autograd.grad(energy, pos)[0]
-    e0, f0, _ = _reference(model, atoms)
-    assert abs(float(energy) - e0) <= 1e-6 * max(1.0, abs(e0))
-    np.testing.assert_allclose(forces.numpy(), f0, rtol=1e-6, atol=1e-9)
+    _check_torchscript(model, atoms, tmp_path)
 
 
 def test_exporting_does_not_change_the_callers_model(tmp_path):
