@@ -65,8 +65,11 @@ def _one_line_error(capsys) -> str:
     return err
 
 
-def test_output_has_predictions_next_to_the_labels_and_reads_back_as_labels(model_file, data, tmp_path, capsys):
-    out = tmp_path / "predictions.extxyz"
+def test_output_has_predictions_next_to_the_labels_and_reads_back_as_labels(model_file, data, tmp_path, capsys,
+                                                                           monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal: the written path is still printed whole, unwrapped
+    out = tmp_path / "a_long_folder_name_for_the_predictions[1]" / "predictions.extxyz"
+    out.parent.mkdir()
     assert main(["eval", str(model_file), str(data), "--output", str(out), "--batch-size", "2"]) == 0
     assert str(out) in capsys.readouterr().out
     given, written = read(data, ":"), read(out, ":")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ase import Atoms
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from muse_ff.contestants import SUITES, model_section, slug
@@ -239,8 +240,8 @@ class Report:
                    "plots": self.plots, "results": self.results}
         atomic_write(out / "results.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(content, indent=1, default=_json_default)))
-        console.print(f"{self.name}: {out / 'table.md'}, {out / 'results.json'}, {len(self.plots)} plot(s); "
-                      f"{elapsed:.0f} s")
+        console.print(f"{self.name}: {escape(str(out / 'table.md'))}, {escape(str(out / 'results.json'))}, "
+                      f"{len(self.plots)} plot(s); {elapsed:.0f} s", soft_wrap=True)
         return content
 
 

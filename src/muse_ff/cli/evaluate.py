@@ -257,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
         print(to_json(metrics, indent=2))
         return 0
     from rich.console import Console
+    from rich.markup import escape
 
     from muse_ff.training.report import metrics_table
 
@@ -268,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output is not None:
         written = ["energy", "forces"] + (["stress"] if any(all(a.pbc) for a in read) else [])
         console.print(f"predictions of {metrics['frames']} frames "
-                      f"({', '.join(args.output_prefix + w for w in written)}): {args.output}")
+                      f"({', '.join(args.output_prefix + w for w in written)}): {escape(str(args.output))}", soft_wrap=True)
     for path in metrics.get("plots", []):
-        console.print(f"plot: {path}")
+        console.print(f"plot: {escape(path)}", soft_wrap=True)
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from muse_ff.analysis.metrics import to_json
@@ -141,7 +142,8 @@ def run_demo(output_dir: str | Path = "demo_out", epochs: int | None = None, dat
 def _run_demo(out: Path, epochs: int | None, data: Path | None, progress: bool, console: Console) -> dict:
     data = demo_data() if data is None else Path(data)
     test = [a for a in read_frames([str(data)]) if a.info.get("split") == "test"]
-    console.print(f"[bold]MuSE demo[/bold]: {data.name}, {len(test)} test frames -> {out}")
+    console.print(f"[bold]MuSE demo[/bold]: {escape(data.name)}, {len(test)} test frames -> {escape(str(out))}",
+                  soft_wrap=True)
     results = {}
     start = time.perf_counter()
     for name, model in DEMO_MODELS.items():
@@ -161,5 +163,6 @@ def _run_demo(out: Path, epochs: int | None, data: Path | None, progress: bool, 
     summary = {"data": str(data), "total_time_s": round(total, 1), "figure": str(figure), "models": results}
     text = to_json(summary, indent=1)  # strict JSON: NaN or inf become null
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(text))
-    console.print(f"plot: {figure}   results: {out / 'results.json'}   total {total:.0f} s")
+    console.print(f"plot: {escape(str(figure))}   results: {escape(str(out / 'results.json'))}   "
+                  f"total {total:.0f} s", soft_wrap=True)
     return summary
