@@ -241,3 +241,25 @@ def _record() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--record"]:
         _record()
+
+
+@pytest.mark.parametrize("name", ["flake_12_benzene", "si_primitive", "superheavy_tiny_cell"])
+def test_bond_graph_does_not_depend_on_the_order_of_the_neighbour_pairs(monkeypatch, name):
+    """The neighbour-list library may return pairs in any order (vesin 0.6.1 and 0.6.2 differ): the bond graph,
+    the unwrapped images of tiny periodic cells included, is the same for any permutation of them."""
+    import muse_ff.nn.coarsening as coarsening
+
+    atoms = structures()[name]()
+    cell, pbc = np.asarray(atoms.cell[:]), np.asarray(atoms.pbc)
+    first = bond_graph(atoms.positions, atoms.numbers, cell, pbc)
+    original = coarsening.neighbor_list
+
+    def shuffled(*args, **kwargs):
+        out = original(*args, **kwargs)
+        p = np.random.default_rng(7).permutation(len(out[0]))
+        return tuple(x[p] for x in out)
+
+    monkeypatch.setattr(coarsening, "neighbor_list", shuffled)
+    second = bond_graph(atoms.positions, atoms.numbers, cell, pbc)
+    for k in ("src", "dst", "shift", "component", "image", "percolating"):
+        assert np.array_equal(getattr(first, k), getattr(second, k)), k

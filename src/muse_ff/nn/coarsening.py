@@ -64,7 +64,8 @@ class BondGraph:
     """Covalent bond graph of one frame, with periodic images.
 
     ``src -> dst`` are directed bonds (both directions, one entry per bonded image) whose bond vector is
-    ``r[dst] - r[src] + shift @ cell``. ``image[i]`` unwraps atom i within its component (meaningful for
+    ``r[dst] - r[src] + shift @ cell``, sorted by source, then destination, then shift (so nothing downstream
+    depends on the order in which a neighbour-list library returns pairs). ``image[i]`` unwraps atom i within its component (meaningful for
     components that do not percolate); ``percolating[c]`` says whether component c is bonded to its own
     periodic images (a crystal, a sheet, a polymer through the boundary).
     """
@@ -94,6 +95,8 @@ def bond_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc
     i, j, s, d = neighbor_list(positions, cell, pbc, cut)
     keep = d < BOND_SCALE * (rcov[i] + rcov[j])
     i, j, s = i[keep], j[keep], s[keep].astype(np.int64)
+    order = np.lexsort((*s.T, j, i))  # in key()'s order, whatever order the neighbour list gave
+    i, j, s = i[order], j[order], s[order]
     adj = sp.csr_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
     _, comp = connected_components(adj, directed=False)
     image = _unwrap(n, i, j, s, comp)
