@@ -11,6 +11,11 @@ class TestPaiNN(ModelConformance):
 class TestMuSEOneLevel(ModelConformance):
     config = {"backbone": SMALL_PAINN, "levels": [{}]}
 
+    def test_hessian_keeps_the_icosahedral_group_of_c60(self, model):
+        """C60 (I, 60 rotations: four- and fivefold degenerate modes) in the default suite for one model; every
+        other model runs it under ``-m slow``."""
+        self.test_hessian_keeps_the_point_group(model, "C60")
+
 
 class TestMuSETwoLevels(ModelConformance):
     config = {"backbone": SMALL_PAINN, "levels": [{"ratio": 4}, {"ratio": 4}]}
