@@ -22,7 +22,16 @@ def test_bench_graphene_quick_reports_seen_and_unseen_molecules_of_every_contest
     assert len(content["plots"]) == 2  # binding curves and learning curves
     results = content["results"]
     models = results["models"]
-    assert list(models) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+    assert list(models) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint",
+                            "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+    # the physical pair also trains on the samples' binding energies, and says how well it fits them
+    for name in ("painn_phys_eint", "muse_painn_phys_eint"):
+        config = json.loads((tmp_path / "graphene" / "seed0" / name / "bench-config.json").read_text())["config"]
+        assert config["data"]["interaction_key"] == "binding_energy" and config["training"]["loss"]["interaction"] > 0
+        log = (tmp_path / "graphene" / "seed0" / name / "logs" / "metrics.csv").read_text()
+        assert "val_interaction_mae" in log.splitlines()[0]
+    plain = json.loads((tmp_path / "graphene" / "seed0" / "painn" / "bench-config.json").read_text())["config"]
+    assert "interaction_key" not in plain["data"] and "interaction" not in plain["training"]["loss"]
     assert results["complete"] and results["held_out"] == ["naphthalene"] and results["trained_on"] == ["benzene"]
     assert all(len(runs) == 1 for runs in models.values())  # quick: one seed
     curve = models["PaiNN"][0]["curves"]["benzene/flake"]

@@ -113,3 +113,31 @@ def test_dipole_weight_needs_learned_charges():
 
     with pytest.raises((ConfigError, ValueError), match="learned charges"):
         parse_train_config({"data": {"train": "x.extxyz"}, "training": {"loss": {"dipole": 1.0}}})
+
+
+def test_a_molecule_over_a_periodic_substrate_is_taken_free_and_whole():
+    """In a periodic frame the component bonded to its own images (here a carbon chain through the cell)
+    keeps the cell, and the molecule (a water wrapped across the boundary) is the free, unwrapped molecule:
+    the convention of adsorption energies and of the molecule-graphene teacher labels."""
+    from ase import Atoms
+
+    from muse_ff.training.data import interaction_fragments
+
+    length = 4 * 1.3
+    chain = Atoms("C4", positions=[[1.3 * k, 0.0, 0.0] for k in range(4)])
+    water = Atoms("OH2", positions=[[0.2, 0.0, 3.2], [-0.56, 0.0, 3.8], [0.96, 0.0, 3.8]])
+    frame = chain + water
+    frame.cell, frame.pbc = [length, 12.0, 12.0], True
+    frame.wrap()  # one H now sits at the far side of the cell
+    assert frame.positions[5, 0] > length / 2
+    frame.info["interaction_energy"] = -0.1
+    torch.manual_seed(0)
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1}, "species": ["H", "C", "O"],
+                         "dtype": "float64", "levels": [{"ratio": 3}]})
+    label, graphs = interaction_fragments(frame, model, "interaction_energy", 0)
+    assert label == -0.1 and len(graphs) == 2
+    sheet, molecule = graphs
+    assert bool(sheet.pbc.all()) and not bool(molecule.pbc.any())
+    assert torch.allclose(molecule.positions, torch.as_tensor(water.positions), atol=1e-12)
+    free = model(model.graph_from_atoms(water))["energy"]
+    assert torch.allclose(model(molecule)["energy"], free, atol=1e-10)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from muse_ff.contestants import SUITES, model_section, slug
+from muse_ff.contestants import SUITES, model_section, slug, with_training
 from muse_ff.io.serialization import atomic_write
 
 #: the contestants of graphene, hessian, folding and speed: the registry's ``bench`` suite, as overrides of
@@ -95,17 +95,25 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+#: what a benchmark's training file keeps of each frame: the labels a contestant may train on (energies,
+#: forces, dipoles, interaction and binding energies) and the total or formal charges the charge inputs read
+PLAIN_INFO = ("REF_energy", "REF_dipole", "interaction_energy", "binding_energy", "charge", "frame_id", "split")
+PLAIN_ARRAYS = ("numbers", "positions", "REF_forces", "initial_charges")
+
+
 def _write_plain(path: Path, frames: Sequence[Atoms]) -> Path:
+    """``frames`` as plain extxyz with only :data:`PLAIN_INFO` / :data:`PLAIN_ARRAYS`, written atomically (a
+    training that reads the file sees the whole of it, even while another benchmark process rewrites it)."""
     from ase.io import write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = []
     for a in frames:
         b = a.copy()
-        b.info = {k: v for k, v in a.info.items() if k in ("REF_energy", "frame_id", "split")}
-        b.arrays = {k: v for k, v in a.arrays.items() if k in ("numbers", "positions", "REF_forces")}
+        b.info = {k: v for k, v in a.info.items() if k in PLAIN_INFO}
+        b.arrays = {k: v for k, v in a.arrays.items() if k in PLAIN_ARRAYS}
         clean.append(b)
-    write(str(path), clean, format="extxyz")
+    atomic_write(path, lambda tmp: write(str(tmp), clean, format="extxyz"))
     return path
 
 
@@ -122,14 +130,16 @@ class Trained:
 
 def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out: Path, budget: Budget,
                progress: bool = False, retrain: bool = False, console: Console | None = None,
-               models: Mapping[str, dict] | None = None) -> dict[str, Trained]:
+               models: Mapping[str, dict] | None = None,
+               training: Mapping[str, dict] | None = None) -> dict[str, Trained]:
     """Train every model of :data:`MODELS` on the same frames with the same ``budget``.
 
     ``models``: {name: ``model:`` section} to train instead (default: :func:`contestant_config` of each
-    entry of :data:`MODELS`, PaiNN of the budget's size). The frames are written once to
-    ``out/data/{train,valid}.extxyz`` (plain text: fast to read). A model already trained in ``out/<name>/``
-    with the same configuration on the same frames (a hash of species, positions and energies) is reused
-    unless ``retrain``.
+    entry of :data:`MODELS`, PaiNN of the budget's size). ``training``: {name: additions to that contestant's
+    training file} (``data`` keys and ``loss`` weights, :func:`muse_ff.contestants.with_training`). The frames
+    are written once to ``out/data/{train,valid}.extxyz`` (plain text: fast to read; :func:`_write_plain`).
+    A model already trained in ``out/<name>/`` with the same configuration on the same frames (a hash of
+    species, positions and energies) is reused unless ``retrain``.
     """
     from muse_ff.training import train
 
@@ -144,7 +154,8 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
         models = {name: contestant_config(budget, spec) for name, spec in MODELS.items()}
     for name, model in models.items():
         folder = out / slug(name)
-        config = {"model": model, "data": data, "training": training_config(budget, folder)}
+        config = with_training({"model": model, "data": data, "training": training_config(budget, folder)},
+                               (training or {}).get(name))
         stamp = {"config": config, "data": fingerprint}
         summary = _reusable(folder, stamp) if not retrain else None
         if summary is None:
@@ -314,7 +325,8 @@ def seed_schedule(seeds: Mapping[str, int]) -> list[tuple[int, str]]:
 def train_seeds(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out: Path, budget: Budget,
                 models: Mapping[str, dict] | Callable[[Budget], Mapping[str, dict]], seeds: int | Mapping[str, int],
                 progress: bool = False, retrain: bool = False, console: Console | None = None,
-                on_trained: Callable[[int, Trained], None] | None = None) -> dict[str, list[Trained]]:
+                on_trained: Callable[[int, Trained], None] | None = None,
+                training: Mapping[str, dict] | None = None) -> dict[str, list[Trained]]:
     """Train each contestant of ``models`` with ``seeds`` training seeds (an int for all, or {name: n}).
 
     Seed ``k`` is ``budget.seed = k`` (:func:`training_config`): it draws the model's initial weights and the
@@ -323,7 +335,8 @@ def train_seeds(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], ou
     :func:`train_pair` into ``out/seed<k>/<slug>`` (reused when already trained, unless ``retrain``), in the
     order of :func:`seed_schedule`. ``models``: {name: ``model:`` section}, or a function of the seeded budget
     giving it. ``on_trained(seed, trained)`` is called after each training (e.g. to evaluate and write a
-    partial report). Returns {name: [Trained per seed, seed 0 first]}."""
+    partial report); ``training``: per-contestant training-file additions (:func:`train_pair`). Returns {name:
+    [Trained per seed, seed 0 first]}."""
     counts = {name: int(seeds) for name in (models(budget) if callable(models) else models)} \
         if isinstance(seeds, int) else {k: int(v) for k, v in seeds.items()}
     if any(n < 1 for n in counts.values()):
@@ -333,7 +346,7 @@ def train_seeds(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], ou
         b = budget.scaled(seed=seed)
         sections = models(b) if callable(models) else models
         t = train_pair(train_frames, valid_frames, seed_folder(out, seed), b, progress, retrain, console,
-                       models={name: sections[name]})[name]
+                       models={name: sections[name]}, training=training)[name]
         out_runs.setdefault(name, []).append(t)
         if on_trained is not None:
             on_trained(seed, t)
@@ -345,7 +358,7 @@ def train_and_evaluate(train_frames: Sequence[Atoms], valid_frames: Sequence[Ato
                        sections: Callable[[Budget], Mapping[str, dict]], seeds: Mapping[str, int],
                        names: Sequence[str], evaluate: Callable[[int, Trained], dict],
                        write: Callable[[dict, dict, bool], dict], progress: bool = False, retrain: bool = False,
-                       console: Console | None = None) -> dict:
+                       console: Console | None = None, training: Mapping[str, dict] | None = None) -> dict:
     """:func:`train_seeds`, then ``evaluate(seed, trained)`` of each training as it finishes, with the partial
     report ``write(per_seed, trained, False)`` after every training but the last; returns ``write(per_seed,
     trained, True)`` with both dicts ({name: [per seed]}) in the order of ``names``."""
@@ -360,7 +373,7 @@ def train_and_evaluate(train_frames: Sequence[Atoms], valid_frames: Sequence[Ato
             write(per_seed, trained, False)
 
     train_seeds(train_frames, valid_frames, out, budget, sections, seeds, progress, retrain, console,
-                on_trained=on_trained)
+                on_trained=on_trained, training=training)
     order = {n: k for k, n in enumerate(names)}
     return write(dict(sorted(per_seed.items(), key=lambda kv: order[kv[0]])),
                  dict(sorted(trained.items(), key=lambda kv: order[kv[0]])), True)

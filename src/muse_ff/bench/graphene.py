@@ -15,12 +15,16 @@ fragments itself, as the teacher's ``binding_energy`` does (the same fragments:
 periodic-sheet GFN1-xTB tail turns repulsive beyond ~8 Å, a teacher artefact (docs/DATASETS.md); periodic
 curves are reported below 8 Å.
 
-**Contestants and seeds.** PaiNN, MuSE(PaiNN) and PaiNN+LES (the registry's ``bench`` suite, PaiNN of the
-budget's size) train with :data:`SEEDS` seeds each (``--seeds``); SO3krates, MuSE(SO3krates), MACE and
+**Contestants and seeds.** PaiNN, MuSE(PaiNN), PaiNN+LES, PaiNN+phys+Eint and MuSE(PaiNN)+phys+Eint (the
+registry's ``graphene`` suite, PaiNN of the budget's size; the last two carry the physical long-range terms,
+charges conserved per molecule with Coulomb and BJ-damped C6 dispersion, and also train on the binding energy
+of every training sample, ``data.interaction_key: binding_energy``) train with :data:`SEEDS` seeds each
+(``--seeds``); SO3krates, MuSE(SO3krates), MACE and
 MuSE(MACE) (:func:`backbones`, at about PaiNN's size in the default mode) with :data:`EXTRA_SEEDS`
 (at most ``--seeds``). A seed draws the initial weights and the order of the training frames
 (:func:`muse_ff.bench.common.train_seeds`). Tables give mean ± std over seeds; the verdicts compare each
-contestant with its plain backbone (MuSE(X) and X+LES with X) and say better/worse only where the
+contestant with its plain backbone (MuSE(X) and X+LES with X; MuSE(X)+phys+Eint with MuSE(X), then with X)
+and say better/worse only where the
 difference of the means exceeds the combined spread (:func:`muse_ff.bench.common.verdict`). The trainings
 run fully seeded contestants first, and the report (tables, plots, ``results.json``) is rewritten after each
 one, so a run cut short keeps what finished. ``--contestants`` picks a subset.
@@ -36,7 +40,6 @@ from ase import Atoms
 from rich.console import Console
 
 from muse_ff.analysis.quantities import binding_energies
-from muse_ff.bench import common
 from muse_ff.bench.common import (
     CURVE_COLUMNS,
     VERDICT_RULE,
@@ -55,7 +58,7 @@ from muse_ff.bench.common import (
     training_rows,
     verdict,
 )
-from muse_ff.contestants import SMALL_BACKBONES, backbone_pairs, select
+from muse_ff.contestants import SMALL_BACKBONES, SUITES, TRAINING, backbone_pairs, select
 
 DATA = "molecule-graphene/molecule-graphene.extxyz.xz"  # in the data folder
 CUTOFF = 5.0  # Å, the backbone cutoff: curve errors are split inside / beyond it
@@ -88,9 +91,10 @@ def backbones(mode: str) -> dict[str, dict]:
 
 
 def contestants(budget: Budget, mode: str) -> dict[str, dict]:
-    """{name: ``model:`` section}: :data:`muse_ff.bench.common.MODELS` on the budget's PaiNN, then MACE and
-    SO3krates plain and as MuSE(backbone) (:func:`muse_ff.contestants.backbone_pairs`)."""
-    out = {name: contestant_config(budget, spec) for name, spec in common.MODELS.items()}
+    """{name: ``model:`` section}: the ``graphene`` suite of :mod:`muse_ff.contestants` on the budget's PaiNN
+    (the bench suite and the physical terms, trained also on binding energies), then MACE and SO3krates plain
+    and as MuSE(backbone) (:func:`muse_ff.contestants.backbone_pairs`)."""
+    out = {name: contestant_config(budget, spec) for name, spec in SUITES["graphene"].items()}
     out.update(backbone_pairs(backbones(mode), budget.dtype))
     return out
 
@@ -101,7 +105,7 @@ def seed_counts(names: list[str], mode: str, seeds: int | None = None) -> dict[s
     n = SEEDS[mode] if seeds is None else int(seeds)
     if n < 1:
         raise ValueError(f"seeds must be >= 1, got {n}")
-    primary = set(common.MODELS)
+    primary = set(SUITES["graphene"])
     return {name: n if name in primary else min(n, EXTRA_SEEDS[mode]) for name in names}
 
 
@@ -109,7 +113,9 @@ def load(path: Path, quick: bool, held_out: tuple[str, ...] = HELD_OUT) -> dict[
     """Frames by use: ``train``/``valid`` (samples of the seen molecules), ``test_seen`` (their test-split
     samples), ``test_unseen`` (every sample of the held-out molecules), ``curve`` and ``scan`` (rigid, every
     molecule). The molecules of ``held_out`` that the dataset has are the unseen ones
-    (:func:`unseen_molecules`); no frame of theirs is in ``train`` or ``valid``. Quick mode: benzene and the
+    (:func:`unseen_molecules`); no frame of theirs is in ``train`` or ``valid``. Training samples over the
+    periodic sheet higher than :data:`PERIODIC_MAX_HEIGHT` lose their ``binding_energy`` (the teacher's
+    repulsive periodic tail is an artefact; their energies and forces stay). Quick mode: benzene and the
     first held-out molecule over the flake."""
     from muse_ff.teachers.labelling import read_frames
 
@@ -132,6 +138,9 @@ def load(path: Path, quick: bool, held_out: tuple[str, ...] = HELD_OUT) -> dict[
         out["test_seen"], out["test_unseen"] = out["test_seen"][:2], out["test_unseen"][:2]
     for a in frames:
         a.info["seen"] = seen(a)
+    for a in out["train"] + out["valid"]:  # the teacher's periodic tail is an artefact: not a training target
+        if a.info["substrate"] == "periodic" and a.info.get("height", 0.0) > PERIODIC_MAX_HEIGHT:
+            a.info.pop("binding_energy", None)
     return out
 
 
@@ -275,11 +284,12 @@ def verdict_rows(per_seed: dict[str, list[dict]]) -> list[list]:
     for group_name in ("unseen", "seen"):
         for name, runs in s.items():
             ref = reference_of(name, s)
-            if ref is None:
-                continue
-            rows.append([f"{name} vs {ref}", group_name, f"{len(runs)} / {len(s[ref])}",
-                         *[_verdict_text(verdict([x[f"{group_name}_{k}"] for x in runs],
-                                                 [x[f"{group_name}_{k}"] for x in s[ref]])) for k, _, _ in SCORES]])
+            while ref is not None:  # MuSE(PaiNN)+phys+Eint: against MuSE(PaiNN), then against PaiNN
+                rows.append([f"{name} vs {ref}", group_name, f"{len(runs)} / {len(s[ref])}",
+                             *[_verdict_text(verdict([x[f"{group_name}_{k}"] for x in runs],
+                                                     [x[f"{group_name}_{k}"] for x in s[ref]]))
+                               for k, _, _ in SCORES]])
+                ref = reference_of(ref, s)
     return rows
 
 
@@ -419,4 +429,4 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
         return {n: c for n, c in contestants(b, mode).items() if n in names}
 
     return train_and_evaluate(frames["train"], frames["valid"], out, budget, sections, counts, names, evaluate, write,
-                              progress, retrain, console)
+                              progress, retrain, console, training=TRAINING["graphene"])

@@ -130,9 +130,13 @@ def write_card(path: Path, *, title: str, what: str, command: str, provenance: d
 
 
 def remove_work_dir(work: Path) -> None:
-    """Delete a builder's scratch directory (journal already consumed, labelled copy already written)."""
+    """Delete a builder's scratch directory and its scratch subdirectories (journals already consumed,
+    labelled copies already written)."""
     for p in work.glob("*"):
-        p.unlink()
+        if p.is_dir() and not p.is_symlink():
+            remove_work_dir(p)
+        else:
+            p.unlink()
     work.rmdir()
 
 

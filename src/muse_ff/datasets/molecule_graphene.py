@@ -178,18 +178,26 @@ def generate(cfg: GrapheneConfig, subset: bool, teacher: Teacher) -> list[Atoms]
     return frames
 
 
-def add_binding_energies(frames: list[Atoms], teacher: Teacher) -> dict[str, float]:
-    """``info['binding_energy']`` (eV) = E(complex) - E(substrate) - E(molecule) for rigid curve/scan frames
-    (:func:`muse_ff.analysis.quantities.interaction_energy` of the
-    :func:`~muse_ff.analysis.quantities.substrate_and_molecule` fragments).
+def add_binding_energies(frames: list[Atoms], teacher: Teacher, work_dir: Path | None = None, workers: int = 1,
+                         progress: bool = False) -> dict[str, float]:
+    """``info['binding_energy']`` (eV) = E(complex) - E(substrate) - E(molecule) of every frame, each fragment
+    rigid at the frame's geometry (:func:`muse_ff.analysis.quantities.interaction_energy` of the
+    :func:`~muse_ff.analysis.quantities.substrate_and_molecule` fragments: the substrate keeps the cell, the
+    molecule is free). Curve and scan frames share one ideal substrate and one flat molecule per name;
+    every sample has its own rattled fragments, labelled through the resumable pipeline in ``work_dir``
+    (``workers`` processes) when given, else one by one.
 
-    Returns the fragment energies (eV) keyed ``substrate:<name>`` and ``molecule:<name>``.
+    Returns the curve fragments' energies (eV) keyed ``substrate:<name>`` and ``molecule:<name>``.
     """
     from muse_ff.analysis.quantities import interaction_energy, substrate_and_molecule
 
     fragments: dict[str, float] = {}
+    parts: list[Atoms] = []  # the samples' fragments, two per sample
     for f in frames:
         if f.info["role"] == "sample":
+            for what, part in zip(("substrate", "molecule"), substrate_and_molecule(f)):
+                part.info = {"frame_id": f"{f.info['frame_id']}:{what}"}
+                parts.append(part)
             continue
         keys = (f"substrate:{f.info['substrate']}", f"molecule:{f.info['molecule']}")
         for key, part in zip(keys, substrate_and_molecule(f)):
@@ -197,6 +205,19 @@ def add_binding_energies(frames: list[Atoms], teacher: Teacher) -> dict[str, flo
                 fragments[key] = teacher.label(part).energy
         f.info["binding_energy"] = float(interaction_energy(float(f.info["REF_energy"]), fragments[keys[0]],
                                                             fragments[keys[1]]))
+    if parts and work_dir is not None:
+        labelled, report = common.label_with_teacher(parts, teacher.name, {}, Path(work_dir), workers, progress)
+        if report.failures:
+            raise RuntimeError(f"{len(report.failures)} sample fragment(s) failed to label: {report.failures[:3]}")
+        energy = {a.info["frame_id"]: float(a.info["REF_energy"]) for a in labelled}
+    else:
+        energy = {p.info["frame_id"]: teacher.label(p).energy for p in parts}
+    for f in frames:
+        if f.info["role"] == "sample":
+            fid = f.info["frame_id"]
+            f.info["binding_energy"] = float(interaction_energy(float(f.info["REF_energy"]),
+                                                                energy[f"{fid}:substrate"],
+                                                                energy[f"{fid}:molecule"]))
     return fragments
 
 
@@ -226,7 +247,7 @@ def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool 
     ``reuse``: an earlier build's ``.extxyz.xz``; every generated frame it holds unchanged
     (:func:`stored_labels`) keeps its stored labels and only the others are labelled (how pyrrole was added
     without relabelling the 410 frames of the first three molecules). The fragment energies of the binding
-    energies are always recomputed."""
+    energies are always recomputed (two teacher calls per sample: about 12 min on one core)."""
     start = common.timer()
     teacher = TEACHERS[cfg.teacher]()
     frames = generate(cfg, subset, teacher)
@@ -242,7 +263,7 @@ def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool 
     labelled = [by_id[f.info["frame_id"]] for f in frames if f.info["frame_id"] in by_id]
     for k, a in enumerate(labelled):
         a.info["source_index"] = k
-    fragments = add_binding_energies(labelled, teacher)
+    fragments = add_binding_energies(labelled, teacher, work / "fragments", workers, progress)
     data = common.write_frames(out_dir / f"{stem}.extxyz.xz", labelled)
     seconds = common.timer() - start
     extra = (f"- substrates: flake C96H24 (radius {cfg.flake_radius} Å, relaxed), periodic {cfg.sheet_repeat}x"
@@ -252,7 +273,8 @@ def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool 
              f"{cfg.rattle_substrate} Å (substrate) / {cfg.rattle_molecule} Å (molecule); seed {cfg.seed}\n"
              "- extra info keys: `role` (curve/scan/sample), `molecule`, `substrate`, `n_substrate` (the first "
              "atoms), `height` (Å, molecule centre of mass above the carbon plane), `shift` (Å), `tilt` (deg), "
-             "`binding_energy` (eV, curve and scan frames: E - E(substrate) - E(molecule), rigid fragments)\n"
+             "`binding_energy` (eV, every frame: E - E(substrate) - E(molecule), rigid fragments at the frame's "
+             "geometry, the substrate with the cell, the molecule free)\n"
              "- fragment energies (eV): " + ", ".join(f"{k} {v:.6f}" for k, v in fragments.items()) + "\n")
     card = common.write_card(out_dir / ("README.md" if not subset else f"{stem}.md"),
                              title="Molecule-graphene: aromatic molecules over graphene (GFN1-xTB)"

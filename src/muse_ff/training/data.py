@@ -286,7 +286,13 @@ def species_of(frames: Sequence[Atoms]) -> list[int]:
 def interaction_fragments(atoms: Atoms, model, key: str, index: int) -> tuple[float, list[Graph]]:
     """``(label, graphs of the frame's covalent components)`` for an interaction-energy label under ``key``,
     or ``(nan, [])`` when the frame has none. A label on a frame of one component, or one that is not a
-    finite number, raises :class:`LabelError`."""
+    finite number, raises :class:`LabelError`.
+
+    Each component is taken alone at the frame's geometry. In a periodic frame, a component bonded to its own
+    images (a sheet, a crystal, a polymer through the boundary) keeps the cell; any other component (a
+    molecule, an adsorbate) is the free molecule, unwrapped across the boundary and without a cell: the
+    usual convention of adsorption and lattice energies (E(complex) - E(substrate) - E(isolated molecule)),
+    and that of the molecule-graphene teacher's ``binding_energy``."""
     from muse_ff.data.atoms import fragment
     from muse_ff.nn.coarsening import bond_graph
 
@@ -296,13 +302,18 @@ def interaction_fragments(atoms: Atoms, model, key: str, index: int) -> tuple[fl
     value = np.asarray(atoms.info[key])
     if value.dtype.kind not in "iuf" or value.size != 1 or not np.isfinite(value.astype(float)).all():
         raise LabelError(f"{where}: {key} = {_short(atoms.info[key])} is not one finite number (eV)")
-    comp = bond_graph(atoms.positions, atoms.numbers, np.asarray(atoms.cell), atoms.pbc).component
+    bg = bond_graph(atoms.positions, atoms.numbers, np.asarray(atoms.cell), atoms.pbc)
+    comp = bg.component
     if comp.max() < 1:
         raise LabelError(f"{where}: {key} is given but the frame is a single covalent component; an interaction "
                          "energy is E(frame) - sum of E(component alone) over two or more components")
     graphs = []
     for c in range(int(comp.max()) + 1):
-        part = fragment(atoms, np.flatnonzero(comp == c))
+        index_c = np.flatnonzero(comp == c)
+        part = fragment(atoms, index_c)
+        if atoms.pbc.any() and not bg.percolating[c]:  # a molecule in a periodic frame: the free molecule
+            part.positions = atoms.positions[index_c] + bg.image[index_c] @ np.asarray(atoms.cell[:])
+            part.pbc, part.cell = False, None
         g = frame_graph(part, model.cutoff, keys=None, index=index)
         graphs.append(model.prepare(g))
     return float(value.reshape(())), graphs

@@ -28,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from muse_ff.analysis.metrics import to_json
-from muse_ff.contestants import DEMO_BACKBONE, TRAINING, contestants, slug
+from muse_ff.contestants import DEMO_BACKBONE, TRAINING, contestants, slug, with_training
 from muse_ff.io.serialization import atomic_write, load_model
 from muse_ff.training.data import read_frames
 from muse_ff.training.run import train
@@ -60,11 +60,8 @@ def demo_config(model: dict, data: Path, output_dir: Path, epochs: int | None = 
     training = dict(DEMO_TRAINING, output_dir=str(output_dir))
     if epochs is not None:
         training["epochs"] = epochs
-    data_section = {"train": str(data), "split_key": "split"}
-    if extra:
-        data_section.update(extra.get("data", {}))
-        training["loss"] = {**training["loss"], **extra.get("loss", {})}
-    return {"model": model, "data": data_section, "training": training}
+    return with_training({"model": model, "data": {"train": str(data), "split_key": "split"},
+                          "training": training}, extra)
 
 
 def interaction_errors(model, frames: list[Atoms]) -> dict[str, np.ndarray] | None:
