@@ -16,6 +16,18 @@ def test_curve_metrics_finds_parabolic_minimum_and_splits_errors_at_cutoff():
     assert m["mae_inside"] == pytest.approx(0.0) and m["mae_beyond"] == pytest.approx(10.0)
 
 
+def test_curve_metrics_judge_the_tail_sign_and_fit_its_power_law():
+    h = np.array([3.0, 3.4, 4.0, 5.4, 6.0, 7.0, 8.0, 9.0, 10.5, 12.0])
+    ref = -20.0 * h**-4.0  # eV: a plane-like -1/h^4 tail (-1 meV at 12 Å)
+    m = curve_metrics(h, -3000.0 * h**-6.0, ref)  # -1 meV at 12 Å
+    assert m["tail_power"] == pytest.approx(6.0) and m["tail_power_ref"] == pytest.approx(4.0)
+    assert m["tail_wrong_sign"] == 0.0
+    flipped = curve_metrics(h, np.where(h >= 9.0, 1e-3, ref), ref)  # repulsive from 9 Å on
+    assert flipped["tail_wrong_sign"] == pytest.approx(3 / 6) and np.isnan(flipped["tail_power"])
+    zero = curve_metrics(h, np.where(h >= 5.0, 0.0, ref), ref)  # a 5 Å model: exactly zero is no sign
+    assert zero["tail_wrong_sign"] == 1.0 and np.isnan(zero["tail_power"])
+
+
 def test_jensen_shannon_is_zero_for_identical_and_one_for_disjoint_samples():
     x = np.linspace(0.0, 1.0, 50)
     assert jensen_shannon(x, x, 0.0, 4.0) == pytest.approx(0.0)

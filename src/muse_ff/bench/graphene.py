@@ -166,16 +166,36 @@ def _minimum(h: np.ndarray, e: np.ndarray) -> tuple[float, float]:
     return float(h[k]), float(e[k])
 
 
+#: Å: the tail (sign and power law) is judged from here to the end of each curve (issue #15's targets)
+TAIL_FROM = 6.0
+#: meV: a tail value smaller than this counts as no sign at all (a 5 Å model's exact zero is wrong-signed)
+SIGN_FLOOR = 0.1
+
+
+def tail_power(h: np.ndarray, e: np.ndarray) -> float:
+    """p of the least-squares fit |e| = A h^-p over the heights given; NaN unless every e has one sign and
+    is at least :data:`SIGN_FLOOR` meV."""
+    if len(h) < 2 or not (np.all(e <= -SIGN_FLOOR) or np.all(e >= SIGN_FLOOR)):
+        return float("nan")
+    return float(-np.polyfit(np.log(h), np.log(np.abs(e)), 1)[0])
+
+
 def curve_metrics(h: np.ndarray, pred: np.ndarray, ref: np.ndarray, max_height: float = np.inf) -> dict:
     """Minimum height (Å), depth (meV) of model and teacher, curve MAE (meV) over all heights up to
-    ``max_height`` and inside / beyond the cutoff."""
+    ``max_height`` and inside / beyond the cutoff; the tail from :data:`TAIL_FROM` on: the fraction of heights
+    where the model's sign is not the teacher's (or its value is below :data:`SIGN_FLOOR`), and both fitted
+    power laws (:func:`tail_power`)."""
     keep = h <= max_height
     h, pred, ref = h[keep], pred[keep] * 1000, ref[keep] * 1000
     err = np.abs(pred - ref)
     (hp, ep), (hr, er) = _minimum(h, pred), _minimum(h, ref)
+    tail = h >= TAIL_FROM
+    wrong = (np.sign(pred[tail]) != np.sign(ref[tail])) | (np.abs(pred[tail]) < SIGN_FLOOR)
     return {"h_min": hp, "h_min_ref": hr, "depth": ep, "depth_ref": er, "mae": float(err.mean()),
             "mae_inside": float(err[h < CUTOFF].mean()), "mae_beyond": float(err[h >= CUTOFF].mean()),
-            "e_far": float(pred[-1]), "e_far_ref": float(ref[-1]), "h_far": float(h[-1])}
+            "e_far": float(pred[-1]), "e_far_ref": float(ref[-1]), "h_far": float(h[-1]),
+            "tail_wrong_sign": float(wrong.mean()) if tail.any() else float("nan"),
+            "tail_power": tail_power(h[tail], pred[tail]), "tail_power_ref": tail_power(h[tail], ref[tail])}
 
 
 def group(frames: list[Atoms]) -> dict[tuple[str, str], list[int]]:
@@ -213,7 +233,8 @@ def evaluate_model(model, frames: dict[str, list[Atoms]]) -> dict:
 
 #: the scalar scores of one training (:func:`scores`), per group of molecules: key, column title, digits
 SCORES = [("curve_inside", "curve MAE <5 Å", 1), ("curve_beyond", "curve MAE ≥5 Å", 1),
-          ("depth", "depth error", 1), ("h_min", "h_min error (Å)", 2), ("periodic", "periodic curve MAE ≤8 Å", 1),
+          ("depth", "depth error", 1), ("h_min", "h_min error (Å)", 2),
+          ("tail_wrong_sign", "wrong-sign fraction ≥6 Å", 2), ("periodic", "periodic curve MAE ≤8 Å", 1),
           ("E_samples", "E MAE samples (meV/atom)", 2), ("F_samples", "F MAE samples", 1)]
 #: the benzene lateral scans (seen molecule only)
 SCAN_SCORES = [("scan", "scan MAE", 1), ("corrugation", "corrugation error", 1)]
@@ -239,6 +260,7 @@ def scores(result: dict) -> dict[str, float]:
                   "curve_beyond": mean([m["mae_beyond"] for m in flake]),
                   "depth": mean([abs(m["depth"] - m["depth_ref"]) for m in flake]),
                   "h_min": mean([abs(m["h_min"] - m["h_min_ref"]) for m in flake]),
+                  "tail_wrong_sign": mean([m.get("tail_wrong_sign", float("nan")) for m in flake]),
                   "periodic": mean([m["mae"] for m in periodic]),
                   "E_samples": float(samples.get("energy_mae", float("nan"))),
                   "F_samples": float(samples.get("forces_mae", float("nan")))}
@@ -301,18 +323,22 @@ def per_curve_rows(per_seed: dict[str, list[dict]]) -> list[list]:
         m = c["metrics"]
         tag = "seen" if c["seen"] else "unseen"
         rows.append(["teacher", key, tag, fmt(m["h_min_ref"], 2), fmt(m["depth_ref"], 0), "-", "-",
-                     f"{m['e_far_ref']:.1f} @ {m['h_far']:g} Å"])
+                     f"{m['e_far_ref']:.1f} @ {m['h_far']:g} Å", "-", fmt(m.get("tail_power_ref"), 2)])
         for name, runs in per_seed.items():
             ms = [r["curves"][key]["metrics"] for r in runs]
+            powers = [x.get("tail_power", float("nan")) for x in ms]
             rows.append([name, key, tag, pm([x["h_min"] for x in ms], 2), pm([x["depth"] for x in ms], 0),
                          pm([x["mae_inside"] for x in ms], 1), pm([x["mae_beyond"] for x in ms], 1),
-                         f"{pm([x['e_far'] for x in ms], 1)} @ {m['h_far']:g} Å"])
+                         f"{pm([x['e_far'] for x in ms], 1)} @ {m['h_far']:g} Å",
+                         pm([x.get("tail_wrong_sign", float("nan")) for x in ms], 2),
+                         f"{pm(powers, 2)} ({sum(p == p for p in powers)}/{len(powers)})"])
     return rows
 
 
 STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"),
          "PaiNN+LES": ("C2", "-.d"), "MACE": ("C3", "--v"), "MuSE(MACE)": ("C4", "-P"),
-         "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X")}
+         "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"), "PaiNN+phys+Eint": ("C8", "--o"),
+         "MuSE(PaiNN)+phys+Eint": ("C9", "-*")}
 
 
 def _style(name: str) -> tuple[str, str]:
@@ -406,7 +432,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
                          verdict_rows(per_seed))
         report.add_table(f"binding curves (meV), mean ± std over seeds{status}; periodic curves only up to "
                          f"{PERIODIC_MAX_HEIGHT:g} Å (teacher artefact beyond)",
-                         ["model", "curve", "molecule", "h_min (Å)", "depth", "MAE <5 Å", "MAE ≥5 Å", "E at far end"],
+                         ["model", "curve", "molecule", "h_min (Å)", "depth", "MAE <5 Å", "MAE ≥5 Å", "E at far end",
+                          "wrong sign ≥6 Å", "tail power ≥6 Å (seeds with one sign)"],
                          per_curve_rows(per_seed))
         report.add_table(f"learning curves (validation loss per epoch, logs/metrics.csv){status}", CURVE_COLUMNS,
                          curve_rows(trained))
