@@ -12,6 +12,13 @@ size and the scaling exponents fitted to log(time) vs log(N).
     python benchmarks/speed.py --backbone mace        # MACE (mace-torch) instead of PaiNN
     python benchmarks/speed.py --backbone painn mace so3krates --sizes 1000 3000   # the three side by side
     python benchmarks/speed.py --json out.json
+    python benchmarks/speed.py --physical --sizes 1000 10000   # also PaiNN+phys and MuSE(PaiNN)+phys (#15)
+    python benchmarks/speed.py --system water-cluster --physical   # the same water, free (no cell)
+
+``--physical`` adds the physical long-range terms (``model.physical`` with ``model.charges``: charges conserved
+per molecule, Coulomb and BJ-damped C6 dispersion with no cutoff; torch-pme Ewald/PME in a periodic cell,
+the direct all-pairs sum in blocks for a free one) to both models and prints each model's time relative to
+the plain backbone.
 """
 
 from __future__ import annotations
@@ -67,7 +74,14 @@ def graphite(n_atoms: int):
     return base * (nxy, nxy, nz)
 
 
-SYSTEMS = {"water": water_box, "graphite": graphite}
+def water_cluster(n_atoms: int, seed: int = 0):
+    """:func:`water_box`'s molecules without the cell: a free cube of liquid-density water."""
+    atoms = water_box(n_atoms, seed)
+    atoms.pbc, atoms.cell = False, None
+    return atoms
+
+
+SYSTEMS = {"water": water_box, "water-cluster": water_cluster, "graphite": graphite}
 
 
 def _status_mb(field: str) -> float:
@@ -88,7 +102,7 @@ def _reset_hwm() -> None:
 
 
 def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchors: str,
-            backbone: str = "painn") -> dict:
+            backbone: str = "painn", physical: bool = False) -> dict:
     """One measurement in this process (called in a subprocess)."""
     import torch
 
@@ -100,7 +114,8 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     torch.manual_seed(0)
     atoms = SYSTEMS[system](n)
     level_cfg = [{}] * levels
-    model = build_model({"backbone": BACKBONE_CHOICES[backbone][1], "levels": level_cfg}).eval()
+    extra = {"physical": {}, "charges": True} if physical else {}
+    model = build_model({"backbone": BACKBONE_CHOICES[backbone][1], "levels": level_cfg, **extra}).eval()
     t0 = time.perf_counter()
     graph = frame_graph(atoms, model.cutoff, keys=None)
     t_nl = time.perf_counter() - t0
@@ -118,24 +133,24 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
         times.append(time.perf_counter() - t0)
         del out
     coarse = [t.num_nodes for t in graph.coarse]
-    return {"system": system, "backbone": backbone, "atoms": len(atoms), "levels": levels,
+    return {"system": system, "backbone": backbone, "physical": physical, "atoms": len(atoms), "levels": levels,
             "edges": int(graph.edge_index.shape[1]), "coarse_nodes": coarse, "t_neighbors_s": t_nl,
             "t_anchors_s": t_anchor,
             "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _status_mb("VmHWM") - base}
 
 
-def _spawn(args, n: int, levels: int, backbone: str) -> dict:
+def _spawn(args, n: int, levels: int, backbone: str, physical: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
-           str(args.threads), args.anchors, backbone]
+           str(args.threads), args.anchors, backbone, str(int(physical))]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _name(backbone: str, levels: int) -> str:
+def _name(backbone: str, levels: int, physical: bool = False) -> str:
     label = BACKBONE_CHOICES[backbone][0]
-    return label if levels == 0 else f"MuSE({label})"
+    return (label if levels == 0 else f"MuSE({label})") + ("+phys" if physical else "")
 
 
 def _fit(ns, ts) -> float:
@@ -154,33 +169,37 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default=["painn"], nargs="+",
                    help="backbone(s) of both models; several are measured side by side, interleaved "
                         "(mace needs mace-torch: pip install 'muse-ff[mace]')")
+    p.add_argument("--physical", action="store_true",
+                   help="also measure both models with the physical long-range terms (model.physical)")
     p.add_argument("--json", help="write all rows to this file")
-    p.add_argument("--one", nargs=7, help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=8, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        system, n, levels, repeats, threads, anchors, backbone = args.one
-        print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone)))
+        system, n, levels, repeats, threads, anchors, backbone, physical = args.one
+        print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone,
+                                 bool(int(physical)))))
         return 0
     rows = []
-    print(f"{'model':<16}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
+    physical_flags = (False, True) if args.physical else (False,)
+    print(f"{'model':<21}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
           f"{'E+F s':>9}{'peak MB':>9}")
     for n in args.sizes:
         # alternate all models over --rounds fresh processes and keep the fastest of each: on a shared
         # machine, load from other processes then hits all alike
-        runs = {(bb, levels): [] for bb in args.backbone for levels in (0, 2)}
+        runs = {(bb, levels, phys): [] for bb in args.backbone for phys in physical_flags for levels in (0, 2)}
         for _ in range(args.rounds):
             for key in runs:
-                runs[key].append(_spawn(args, n, key[1], key[0]))
-        for (bb, levels), results in runs.items():
+                runs[key].append(_spawn(args, n, key[1], key[0], key[2]))
+        for (bb, levels, phys), results in runs.items():
             r = min(results, key=lambda x: x["t_energy_forces_s"])
             r["peak_extra_mb"] = min(x["peak_extra_mb"] for x in results)
             rows.append(r)
-            print(f"{_name(bb, levels):<16}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}"
+            print(f"{_name(bb, levels, phys):<21}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}"
                   f"{r['t_neighbors_s']:>9.2f}{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}"
                   f"{r['peak_extra_mb']:>9.0f}", flush=True)
     for bb in args.backbone:
-        plain = [r for r in rows if r["levels"] == 0 and r["backbone"] == bb]
-        muse = [r for r in rows if r["levels"] == 2 and r["backbone"] == bb]
+        plain = [r for r in rows if r["levels"] == 0 and r["backbone"] == bb and not r["physical"]]
+        muse = [r for r in rows if r["levels"] == 2 and r["backbone"] == bb and not r["physical"]]
         print(f"\n{_name(bb, 2)} / {_name(bb, 0)}\natoms    MuSE/plain time    MuSE/plain peak memory")
         for a, b in zip(plain, muse):
             print(f"{a['atoms']:>6}    {b['t_energy_forces_s'] / a['t_energy_forces_s']:>14.2f}    "
@@ -191,12 +210,24 @@ def main(argv=None) -> int:
                   f"MuSE {_fit(ns, [r['t_energy_forces_s'] for r in muse]):.3f}")
             print(f"memory exponent (peak ~ N^x): plain {_fit(ns, [max(r['peak_extra_mb'], 1) for r in plain]):.3f}"
                   f", MuSE {_fit(ns, [max(r['peak_extra_mb'], 1) for r in muse]):.3f}")
+        if args.physical:
+            print(f"\ntime and peak memory relative to {_name(bb, 0)} (same size)")
+            names = [_name(bb, lv, ph) for ph in (False, True) for lv in (0, 2)][1:]
+            print(f"{'atoms':>6}" + "".join(f"{n:>22}" for n in names))
+            for a in plain:
+                same = {(r["levels"], r["physical"]): r for r in rows
+                        if r["backbone"] == bb and r["atoms"] == a["atoms"]}
+                cells = [same[lv, ph] for ph in (False, True) for lv in (0, 2)][1:]
+                t0, m0 = a["t_energy_forces_s"], max(a["peak_extra_mb"], 1e-9)
+                print(f"{a['atoms']:>6}" + "".join(
+                    f"{c['t_energy_forces_s'] / t0:>11.2f} t {c['peak_extra_mb'] / m0:>6.2f} m" for c in cells))
     if len(args.backbone) > 1:
         first = args.backbone[0]
         print(f"\ntime per energy + forces relative to {BACKBONE_CHOICES[first][0]} (same levels, same size)")
         print(f"{'atoms':>6}" + "".join(f"{_name(bb, lv):>18}" for lv in (0, 2) for bb in args.backbone))
         for n_atoms in sorted({r["atoms"] for r in rows}):
-            t = {(r["backbone"], r["levels"]): r["t_energy_forces_s"] for r in rows if r["atoms"] == n_atoms}
+            t = {(r["backbone"], r["levels"]): r["t_energy_forces_s"] for r in rows
+                 if r["atoms"] == n_atoms and not r["physical"]}
             print(f"{n_atoms:>6}" + "".join(f"{t[bb, lv] / t[first, lv]:>18.2f}" for lv in (0, 2)
                                             for bb in args.backbone))
     if args.json:
