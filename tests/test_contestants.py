@@ -69,7 +69,8 @@ def test_every_benchmark_takes_its_contestants_from_the_registry():
         assert all(c["species"] == list(nonlocal_chains.SPECIES) for c in got.values())
     for mode, sizes in backbones.SIZES.items():
         assert backbones.models(mode) == contestants.backbone_pairs(sizes, backbones.BUDGETS[mode].dtype)
-        assert all(c["levels"] == ([{}, {}] if n.startswith("MuSE(") else []) for n, c in backbones.models(mode).items())
+        assert all(c["levels"] == ([{}, {}] if n.startswith("MuSE(") else [])
+                   for n, c in backbones.models(mode).items())
     assert [n for n in speed.calculators("gfn1-xtb", {}, "quick") if not n.startswith("teacher")] == list(common.MODELS)
 
 

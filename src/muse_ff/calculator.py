@@ -45,8 +45,6 @@ from muse_ff.nn.model import DTYPES
 from muse_ff.physics.derivatives import energy_and_derivatives, hessian
 
 
-
-
 def check_dtype(dtype, what: str = "dtype=") -> torch.dtype | None:
     """``dtype`` as a torch dtype: ``"float32"``/``"float64"`` or ``torch.float32``/``torch.float64``;
     ``None`` stays ``None`` (the model's own dtype). Anything else is a ``ValueError`` in one sentence."""

@@ -12,10 +12,10 @@ from ase.calculators.emt import EMT
 from ase.io import write
 
 from muse_ff import build_model
+from muse_ff.data.atoms import LabelKeys
 from muse_ff.training import train
 from muse_ff.training.config import parse_train_config
 from muse_ff.training.data import GraphDataset, LabelError, collate_items
-from muse_ff.data.atoms import LabelKeys
 
 
 def _with_interaction(frames):

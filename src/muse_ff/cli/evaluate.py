@@ -268,8 +268,9 @@ def run(args: argparse.Namespace) -> int:
         console.print(config_type_table(metrics["config_types"], metrics, f"{args.data}: errors per config type"))
     if args.output is not None:
         written = ["energy", "forces"] + (["stress"] if any(all(a.pbc) for a in read) else [])
-        console.print(f"predictions of {metrics['frames']} frames "
-                      f"({', '.join(args.output_prefix + w for w in written)}): {escape(str(args.output))}", soft_wrap=True)
+        labels = ", ".join(args.output_prefix + w for w in written)
+        console.print(f"predictions of {metrics['frames']} frames ({labels}): {escape(str(args.output))}",
+                      soft_wrap=True)
     for path in metrics.get("plots", []):
         console.print(f"plot: {escape(path)}", soft_wrap=True)
     return 0

@@ -67,6 +67,7 @@ from typing import NamedTuple
 
 import torch
 
+
 class LevelTopology(NamedTuple):
     """The discrete part of one coarse level (tensors; see :mod:`muse_ff.data.graph` for the table).
 

@@ -65,9 +65,9 @@ class BondGraph:
 
     ``src -> dst`` are directed bonds (both directions, one entry per bonded image) whose bond vector is
     ``r[dst] - r[src] + shift @ cell``, sorted by source, then destination, then shift (so nothing downstream
-    depends on the order in which a neighbour-list library returns pairs). ``image[i]`` unwraps atom i within its component (meaningful for
-    components that do not percolate); ``percolating[c]`` says whether component c is bonded to its own
-    periodic images (a crystal, a sheet, a polymer through the boundary).
+    depends on the order in which a neighbour-list library returns pairs). ``image[i]`` unwraps atom i within
+    its component (meaningful for components that do not percolate); ``percolating[c]`` says whether
+    component c is bonded to its own periodic images (a crystal, a sheet, a polymer through the boundary).
     """
 
     n: int

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -20,9 +19,9 @@ from torch import Tensor, nn
 from muse_ff.config import ModelConfig, parse_model_config
 from muse_ff.data.atoms import MIN_DISTANCE, LabelKeys, StructureError, collate, frame_graph
 from muse_ff.data.graph import Graph, LevelTopology, edge_vectors
-from muse_ff.nn.coarsening import add_topology
 from muse_ff.nn.backbones import BACKBONES
 from muse_ff.nn.charges import ChargeSpinEmbedding, charge_groups
+from muse_ff.nn.coarsening import add_topology
 from muse_ff.nn.heads import AtomicReference, EnergyHead
 from muse_ff.nn.long_range import LatentEwald
 from muse_ff.nn.physical import EwaldSettings, PhysicalLongRange

@@ -55,7 +55,6 @@ from ase import units
 from ase.data import covalent_radii
 from torch import nn
 
-from muse_ff.data.torch_neighbors import radius_graph
 from muse_ff.errors import MuseError
 from muse_ff.nn.radial import inner_switch
 
