@@ -169,6 +169,8 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default=["painn"], nargs="+",
                    help="backbone(s) of both models; several are measured side by side, interleaved "
                         "(mace needs mace-torch: pip install 'muse-ff[mace]')")
+    p.add_argument("--levels", type=int, nargs="+", choices=[0, 2], default=[0, 2],
+                   help="coarse levels of the models measured: 0 (plain backbone) and/or 2 (MuSE; default both)")
     p.add_argument("--physical", action="store_true",
                    help="also measure both models with the physical long-range terms (model.physical)")
     p.add_argument("--json", help="write all rows to this file")
@@ -186,7 +188,7 @@ def main(argv=None) -> int:
     for n in args.sizes:
         # alternate all models over --rounds fresh processes and keep the fastest of each: on a shared
         # machine, load from other processes then hits all alike
-        runs = {(bb, levels, phys): [] for bb in args.backbone for phys in physical_flags for levels in (0, 2)}
+        runs = {(bb, levels, phys): [] for bb in args.backbone for phys in physical_flags for levels in args.levels}
         for _ in range(args.rounds):
             for key in runs:
                 runs[key].append(_spawn(args, n, key[1], key[0], key[2]))
@@ -198,30 +200,33 @@ def main(argv=None) -> int:
                   f"{r['t_neighbors_s']:>9.2f}{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}"
                   f"{r['peak_extra_mb']:>9.0f}", flush=True)
     for bb in args.backbone:
+        if 0 not in args.levels:
+            continue
         plain = [r for r in rows if r["levels"] == 0 and r["backbone"] == bb and not r["physical"]]
         muse = [r for r in rows if r["levels"] == 2 and r["backbone"] == bb and not r["physical"]]
-        print(f"\n{_name(bb, 2)} / {_name(bb, 0)}\natoms    MuSE/plain time    MuSE/plain peak memory")
+        if muse:
+            print(f"\n{_name(bb, 2)} / {_name(bb, 0)}\natoms    MuSE/plain time    MuSE/plain peak memory")
         for a, b in zip(plain, muse):
             print(f"{a['atoms']:>6}    {b['t_energy_forces_s'] / a['t_energy_forces_s']:>14.2f}    "
                   f"{b['peak_extra_mb'] / max(a['peak_extra_mb'], 1e-9):>10.2f}")
         ns = [r["atoms"] for r in plain]
-        if len(ns) >= 2:
+        if len(ns) >= 2 and muse:
             print(f"scaling exponent (time ~ N^x): plain {_fit(ns, [r['t_energy_forces_s'] for r in plain]):.3f}, "
                   f"MuSE {_fit(ns, [r['t_energy_forces_s'] for r in muse]):.3f}")
             print(f"memory exponent (peak ~ N^x): plain {_fit(ns, [max(r['peak_extra_mb'], 1) for r in plain]):.3f}"
                   f", MuSE {_fit(ns, [max(r['peak_extra_mb'], 1) for r in muse]):.3f}")
         if args.physical:
             print(f"\ntime and peak memory relative to {_name(bb, 0)} (same size)")
-            names = [_name(bb, lv, ph) for ph in (False, True) for lv in (0, 2)][1:]
+            names = [_name(bb, lv, ph) for ph in (False, True) for lv in args.levels][1:]
             print(f"{'atoms':>6}" + "".join(f"{n:>22}" for n in names))
             for a in plain:
                 same = {(r["levels"], r["physical"]): r for r in rows
                         if r["backbone"] == bb and r["atoms"] == a["atoms"]}
-                cells = [same[lv, ph] for ph in (False, True) for lv in (0, 2)][1:]
+                cells = [same[lv, ph] for ph in (False, True) for lv in args.levels][1:]
                 t0, m0 = a["t_energy_forces_s"], max(a["peak_extra_mb"], 1e-9)
                 print(f"{a['atoms']:>6}" + "".join(
                     f"{c['t_energy_forces_s'] / t0:>11.2f} t {c['peak_extra_mb'] / m0:>6.2f} m" for c in cells))
-    if len(args.backbone) > 1:
+    if len(args.backbone) > 1 and args.levels == [0, 2]:
         first = args.backbone[0]
         print(f"\ntime per energy + forces relative to {BACKBONE_CHOICES[first][0]} (same levels, same size)")
         print(f"{'atoms':>6}" + "".join(f"{_name(bb, lv):>18}" for lv in (0, 2) for bb in args.backbone))
