@@ -144,6 +144,7 @@ class MuSEModel(nn.Module):
         if len(graph.coarse) < len(self.levels) or graph.component is None:
             graph = add_topology(graph, [lev.ratio for lev in cfg.levels], cfg.level_hops(),
                                  [lev.min_nodes for lev in cfg.levels])
+            warn_coarse_cost(graph, cfg.level_cutoffs()[1:])
         if self.uses_charges:
             group, value = charge_groups(graph.component, graph.ptr, graph.charge, graph.atom_charge)
             graph = replace(graph, charge_group=group, group_charge=value)
@@ -279,6 +280,60 @@ class MuSEModel(nn.Module):
         result = {"energy": energy_levels.sum(dim=1), "node_energy": node_energy, "energy_levels": energy_levels}
         result.update(extra)
         return result
+
+
+class CoarseCostWarning(UserWarning):
+    """A coarse level whose neighbour graph will be much larger than the atom level's (bulk molecular liquids)."""
+
+
+#: :func:`warn_coarse_cost` warns when a coarse level's estimated edges exceed this multiple of the atom
+#: level's edges (and :data:`COARSE_EDGES_FLOOR`)
+COARSE_EDGE_RATIO = 2.0
+COARSE_EDGES_FLOOR = 50_000
+
+
+def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float]) -> list[float]:
+    """Expected directed edges of each coarse level of a single-frame ``graph`` (topology added): ``n_k^2
+    (4/3 pi r_k^3) / V`` for ``n_k`` nodes spread evenly over the volume ``V`` (the cell; for a free frame the
+    atoms' bounding box, each side at least 1 Å, and at most ``n_k (n_k - 1)`` edges)."""
+    import math
+
+    pos = graph.positions.detach().double()
+    pbc = bool(graph.pbc.reshape(-1, 3)[0].all()) if graph.pbc.numel() else False
+    if pbc:
+        volume = abs(float(torch.linalg.det(graph.cell.reshape(-1, 3, 3)[0].double())))
+    else:
+        extent = (pos.max(dim=0).values - pos.min(dim=0).values).clamp(min=1.0) if len(pos) else torch.ones(3)
+        volume = float(extent.prod())
+    out = []
+    for topo, rc in zip(graph.coarse, cutoffs):
+        n = float(topo.num_nodes)
+        e = n * n * (4.0 / 3.0) * math.pi * rc**3 / max(volume, 1e-9)
+        out.append(e if pbc else min(e, n * (n - 1.0)))
+    return out
+
+
+def warn_coarse_cost(graph: Graph, cutoffs: Sequence[float]) -> None:
+    """A :class:`CoarseCostWarning` when a coarse level of a single-frame ``graph`` will have far more edges than
+    its atom level (:data:`COARSE_EDGE_RATIO`): molecules are never merged into one coarse node, so in a bulk
+    molecular liquid every level keeps one node per molecule and a 20 Å level reaches ~1,100 of them. Measured
+    (docs/SPEED.md): a 999-atom water box costs MuSE(PaiNN) with the default levels ~20x the plain backbone,
+    and a 10,000-atom box needs more than 24 GB for energy + forces."""
+    if graph.num_frames != 1 or not graph.coarse:
+        return
+    atom_edges = max(int(graph.edge_index.shape[1]), 1)
+    for k, (edges, rc) in enumerate(zip(estimated_coarse_edges(graph, cutoffs), cutoffs), start=1):
+        if edges > max(COARSE_EDGE_RATIO * atom_edges, COARSE_EDGES_FLOOR):
+            import warnings
+
+            warnings.warn(
+                f"MuSE coarse level {k}: {graph.coarse[k - 1].num_nodes} nodes for {graph.num_atoms} atoms and about "
+                f"{edges:.2g} edges within its {rc:g} Å cutoff, {edges / atom_edges:.0f}x the atom level's "
+                f"{atom_edges}: molecules are never merged, so a bulk molecular liquid keeps one coarse node per "
+                "molecule at every level; energy + forces will cost many times the plain backbone and memory "
+                "grows with those edges. Lower levels[k].cutoff, narrow levels[k].backbone or use fewer levels "
+                "(docs/SPEED.md)", CoarseCostWarning, stacklevel=3)
+            return
 
 
 def build_model(config: dict | ModelConfig | None = None) -> MuSEModel:

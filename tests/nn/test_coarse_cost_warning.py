@@ -1,0 +1,66 @@
+"""A coarse level far larger than the atom level (bulk molecular liquids: molecules are never merged) is
+announced with a CoarseCostWarning when the topology is built, before a call that may not fit in memory."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.neighborlist import neighbor_list
+
+from muse_ff import build_model
+from muse_ff.data.atoms import frame_graph
+from muse_ff.nn.model import CoarseCostWarning, estimated_coarse_edges
+
+
+def _water_box(n_mol: int = 216, seed: int = 0) -> Atoms:
+    """Liquid-density water (0.0334 molecules/Å^3) on a jittered grid, random orientations."""
+    rng = np.random.default_rng(seed)
+    per = int(np.ceil(n_mol ** (1 / 3)))
+    side = (n_mol / 0.0334) ** (1 / 3)
+    grid = np.stack(np.meshgrid(*[np.arange(per)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_mol]
+    centres = (grid + 0.5 + rng.uniform(-0.1, 0.1, grid.shape)) * side / per
+    w = molecule("H2O")
+    w.positions -= w.get_center_of_mass()
+    out = Atoms(cell=[side] * 3, pbc=True)
+    for c in centres:
+        m = w.copy()
+        m.rotate(rng.uniform(0, 360), rng.normal(size=3))
+        m.positions += c
+        out += m
+    return out
+
+
+def _prepare(model, atoms):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = model.prepare(frame_graph(atoms, model.cutoff, keys=None))
+    return graph, [w for w in caught if issubclass(w.category, CoarseCostWarning)]
+
+
+def test_a_water_box_is_warned_about_and_the_estimate_counts_its_node_pairs():
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1}, "levels": [{}, {}]})
+    atoms = _water_box()
+    graph, caught = _prepare(model, atoms)
+    assert [t.num_nodes for t in graph.coarse] == [216, 216]  # one node per molecule at both levels
+    assert len(caught) == 1 and "coarse level 2" in str(caught[0].message) and "20 Å" in str(caught[0].message)
+    estimate = estimated_coarse_edges(graph, [10.0, 20.0])
+    nodes = Atoms(["X"] * 216, positions=atoms.positions[graph.coarse[1].ref_atom.numpy()], cell=atoms.cell,
+                  pbc=True)
+    exact = len(neighbor_list("i", nodes, 20.0))  # directed pairs, periodic images included
+    assert estimate[1] == pytest.approx(exact, rel=0.25)
+
+
+@pytest.mark.parametrize("name", ["diamond", "dimer"])
+def test_covalent_solids_and_small_molecules_are_not_warned_about(name):
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1}, "levels": [{}, {}]})
+    if name == "diamond":
+        atoms = bulk("C", "diamond", a=3.57, cubic=True).repeat((4, 4, 4))
+    else:
+        atoms = molecule("H2O") + molecule("CH3OH")
+        atoms.positions[3:] += [4.0, 0.0, 0.0]
+    _, caught = _prepare(model, atoms)
+    assert not caught
