@@ -9,7 +9,8 @@ long-range terms (``physical: {}`` with ``charges: true``). Each suite is one su
 - ``bench``: ``muse bench hessian``, ``folding`` and ``speed`` (two coarse levels with the
   library defaults, :data:`MUSE_LEVELS`; LES smearing 1 Å, :data:`LES`);
 - ``graphene``: ``muse bench graphene``: the ``bench`` suite plus the physical terms on PaiNN and on
-  MuSE(PaiNN), both also trained on the samples' binding energies (:data:`TRAINING`);
+  MuSE(PaiNN), both also trained on the samples' binding energies (:data:`TRAINING`), and PaiNN trained on
+  them without the physical terms (the ablation);
 - ``nonlocal``: ``muse bench nonlocal`` (three coarse levels reaching across a 24-carbon chain,
   :data:`NONLOCAL_LEVELS`; plus the physical model);
 - ``muse bench backbones``: each backbone plain and as MuSE(backbone) with :data:`MUSE_LEVELS`
@@ -73,6 +74,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "PaiNN+LES": {"levels": [], "long_range": LES},
         "PaiNN+phys+Eint": {"levels": [], **PHYSICAL},
         "MuSE(PaiNN)+phys+Eint": {"levels": MUSE_LEVELS, **PHYSICAL},
+        "PaiNN+Eint": {"levels": []},  # the ablation: the binding loss without the physical terms
     },
     "nonlocal": {
         "PaiNN": {"levels": []},
@@ -92,7 +94,7 @@ TRAINING: dict[str, dict[str, dict]] = {
     # accuracy aimed for (binding 10 meV, E 1 meV/atom, F 30 meV/Å) the three terms of the loss are alike
     # (10 * 0.01^2 = 1e-3, 1000 * 0.001^2 = 1e-3, 0.03^2 = 9e-4)
     "graphene": {name: {"data": {"interaction_key": "binding_energy"}, "loss": {"interaction": 10.0}}
-                 for name in ("PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint")},
+                 for name in ("PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint")},
 }
 
 

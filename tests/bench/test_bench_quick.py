@@ -23,9 +23,9 @@ def test_bench_graphene_quick_reports_seen_and_unseen_molecules_of_every_contest
     results = content["results"]
     models = results["models"]
     assert list(models) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint",
-                            "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
-    # the physical pair also trains on the samples' binding energies, and says how well it fits them
-    for name in ("painn_phys_eint", "muse_painn_phys_eint"):
+                            "PaiNN+Eint", "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+    # the physical pair and the ablation also train on the samples' binding energies, and report that error
+    for name in ("painn_phys_eint", "muse_painn_phys_eint", "painn_eint"):
         config = json.loads((tmp_path / "graphene" / "seed0" / name / "bench-config.json").read_text())["config"]
         assert config["data"]["interaction_key"] == "binding_energy" and config["training"]["loss"]["interaction"] > 0
         log = (tmp_path / "graphene" / "seed0" / name / "logs" / "metrics.csv").read_text()

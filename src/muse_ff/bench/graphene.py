@@ -15,10 +15,11 @@ fragments itself, as the teacher's ``binding_energy`` does (the same fragments:
 periodic-sheet GFN1-xTB tail turns repulsive beyond ~8 Å, a teacher artefact (docs/DATASETS.md); periodic
 curves are reported below 8 Å.
 
-**Contestants and seeds.** PaiNN, MuSE(PaiNN), PaiNN+LES, PaiNN+phys+Eint and MuSE(PaiNN)+phys+Eint (the
+**Contestants and seeds.** PaiNN, MuSE(PaiNN), PaiNN+LES, PaiNN+phys+Eint, MuSE(PaiNN)+phys+Eint (the
 registry's ``graphene`` suite, PaiNN of the budget's size; the last two carry the physical long-range terms,
 charges conserved per molecule with Coulomb and BJ-damped C6 dispersion, and also train on the binding energy
-of every training sample, ``data.interaction_key: binding_energy``) train with :data:`SEEDS` seeds each
+of every training sample, ``data.interaction_key: binding_energy``) and PaiNN+Eint (the ablation: PaiNN
+trained on the same binding energies without the physical terms) train with :data:`SEEDS` seeds each
 (``--seeds``); SO3krates, MuSE(SO3krates), MACE and
 MuSE(MACE) (:func:`backbones`, at about PaiNN's size in the default mode) with :data:`EXTRA_SEEDS`
 (at most ``--seeds``). A seed draws the initial weights and the order of the training frames
@@ -338,7 +339,7 @@ def per_curve_rows(per_seed: dict[str, list[dict]]) -> list[list]:
 STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"),
          "PaiNN+LES": ("C2", "-.d"), "MACE": ("C3", "--v"), "MuSE(MACE)": ("C4", "-P"),
          "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"), "PaiNN+phys+Eint": ("C8", "--o"),
-         "MuSE(PaiNN)+phys+Eint": ("C9", "-*")}
+         "MuSE(PaiNN)+phys+Eint": ("C9", "-*"), "PaiNN+Eint": ("C7", ":o")}
 
 
 def _style(name: str) -> tuple[str, str]:
