@@ -54,8 +54,9 @@ def test_bench_graphene_seeds_give_different_models_and_verdicts(tmp_path, data_
     md = (tmp_path / "graphene" / "table.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| MuSE(PaiNN) vs PaiNN | unseen | 2 / 2 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    # two seeds each: a verdict on every curve score (no periodic frames in quick mode: n/a there)
-    assert all(c.split(" (")[0] in ("better", "worse", "within spread") for c in cells[3:7]) and cells[7] == "n/a"
+    # two seeds each: a verdict on every flake-curve score, the tail's sign included (no periodic frames in
+    # quick mode: n/a there)
+    assert all(c.split(" (")[0] in ("better", "worse", "within spread") for c in cells[3:8]) and cells[8] == "n/a"
 
 
 def test_bench_folding_quick_runs_replicas_of_teacher_and_models(tmp_path, data_dir):
