@@ -69,14 +69,17 @@ def test_contestants_are_selected_by_name_or_folder_name():
 def test_graphene_contestants_pair_every_backbone_with_its_muse_version():
     budget = graphene.BUDGETS["default"]
     got = graphene.contestants(budget, "default")
-    assert list(got) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+    assert list(got) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint",
+                         "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
     assert got["MACE"]["backbone"] == contestants.SMALL_BACKBONES["MACE"] and got["MACE"]["levels"] == []
     assert got["MuSE(SO3krates)"]["levels"] == contestants.MUSE_LEVELS
     assert got["PaiNN"] == common.contestant_config(budget, common.MODELS["PaiNN"])
-    assert {graphene.reference_of(n, got) for n in got} == {None, "PaiNN", "MACE", "SO3krates"}
+    assert {graphene.reference_of(n, got) for n in got} == {None, "PaiNN", "MuSE(PaiNN)", "MACE", "SO3krates"}
+    assert graphene.reference_of("MuSE(PaiNN)+phys+Eint", got) == "MuSE(PaiNN)"  # then, in the verdicts, PaiNN
     assert graphene.reference_of("PaiNN+LES", got) == "PaiNN" and graphene.reference_of("MuSE(MACE)", got) == "MACE"
     counts = graphene.seed_counts(list(got), "default", seeds=4)
-    assert counts["PaiNN+LES"] == 4 and counts["MuSE(MACE)"] == graphene.EXTRA_SEEDS["default"]
+    assert counts["PaiNN+LES"] == counts["MuSE(PaiNN)+phys+Eint"] == 4
+    assert counts["MuSE(MACE)"] == graphene.EXTRA_SEEDS["default"]
     assert graphene.seed_counts(["PaiNN"], "default") == {"PaiNN": graphene.SEEDS["default"]}
 
 
