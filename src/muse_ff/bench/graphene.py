@@ -25,10 +25,16 @@ MuSE(MACE) (:func:`backbones`, at about PaiNN's size in the default mode) with :
 (at most ``--seeds``). A seed draws the initial weights and the order of the training frames
 (:func:`muse_ff.bench.common.train_seeds`). Tables give mean ± std over seeds; the verdicts compare each
 contestant with its plain backbone (MuSE(X) and X+LES with X; MuSE(X)+phys+Eint with MuSE(X), then with X)
-and say better/worse only where the
-difference of the means exceeds the combined spread (:func:`muse_ff.bench.common.verdict`). The trainings
+and say better/worse only where the difference of the means exceeds the combined spread (:func:`muse_ff.bench.common.verdict`). The trainings
 run fully seeded contestants first, and the report (tables, plots, ``results.json``) is rewritten after each
 one, so a run cut short keeps what finished. ``--contestants`` picks a subset.
+
+**Cost of the default mode** (measured in session 9 on the 2-core machine, one thread per training, load 2-4):
+training per seed PaiNN 270 ± 21 s, MuSE(PaiNN) 355 ± 53, PaiNN+Eint 255 ± 24, PaiNN+phys+Eint 899 ± 208,
+MuSE(PaiNN)+phys+Eint 1011 ± 309 (fragments of the binding loss and Ewald sums over the periodic frames); about
+20 s of evaluation per model. With 3 seeds for the PaiNN family and the MACE and SO3krates pairs, a default run
+takes about 3 hours on one core; ``--contestants`` and several processes sharing ``--output-dir`` (each
+training is reused by the next run) split it, as docs/BENCHMARKS.md shows.
 """
 
 from __future__ import annotations
