@@ -27,7 +27,8 @@ MuSE(MACE) (:func:`backbones`, at about PaiNN's size in the default mode) with :
 contestant with its plain backbone (MuSE(X) and X+LES with X; MuSE(X)+phys+Eint with MuSE(X), then with X)
 and say better/worse only where the difference of the means exceeds the combined spread
 (:func:`muse_ff.bench.common.verdict`). The trainings run fully seeded contestants first, and the report
-(tables, plots, ``results.json``) is rewritten after each one, so a run cut short keeps what finished. ``--contestants`` picks a subset.
+(tables, plots, ``results.json``) is rewritten after each one, so a run cut short keeps what finished.
+``--contestants`` picks a subset.
 
 **Cost of the default mode** (measured in session 9 on the 2-core machine, one thread per training, load 2-4):
 training per seed PaiNN 270 ± 21 s, MuSE(PaiNN) 355 ± 53, PaiNN+Eint 255 ± 24, PaiNN+phys+Eint 899 ± 208,
