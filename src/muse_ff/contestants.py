@@ -54,6 +54,20 @@ SMALL_BACKBONES: dict[str, dict] = {
              "num_radial_basis": 8},
 }
 
+#: the benchmarks' three contestants: plain, MuSE with :data:`MUSE_LEVELS`, the latent-Ewald baseline
+BENCH: dict[str, dict] = {
+    "PaiNN": {"levels": []},
+    "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
+    "PaiNN+LES": {"levels": [], "long_range": LES},
+}
+#: the contestants that also train on binding energies (:data:`TRAINING`): the physical terms on PaiNN and on
+#: MuSE(PaiNN), and the ablation (the binding loss without the physical terms)
+BINDING: dict[str, dict] = {
+    "PaiNN+phys+Eint": {"levels": [], **PHYSICAL},
+    "MuSE(PaiNN)+phys+Eint": {"levels": MUSE_LEVELS, **PHYSICAL},
+    "PaiNN+Eint": {"levels": []},
+}
+
 #: suite -> {contestant name: overrides of the backbone's ``model:`` section}
 SUITES: dict[str, dict[str, dict]] = {
     "demo": {
@@ -62,20 +76,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "PaiNN+LES": {"levels": [], "long_range": {"kind": "latent-ewald"}},
         "PaiNN+phys": {"levels": [], **PHYSICAL},
     },
-    "bench": {
-        "PaiNN": {"levels": []},
-        "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
-        "PaiNN+LES": {"levels": [], "long_range": LES},
-    },
-    #: muse bench graphene: the bench suite and the physical terms on PaiNN and on MuSE(PaiNN)
-    "graphene": {
-        "PaiNN": {"levels": []},
-        "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
-        "PaiNN+LES": {"levels": [], "long_range": LES},
-        "PaiNN+phys+Eint": {"levels": [], **PHYSICAL},
-        "MuSE(PaiNN)+phys+Eint": {"levels": MUSE_LEVELS, **PHYSICAL},
-        "PaiNN+Eint": {"levels": []},  # the ablation: the binding loss without the physical terms
-    },
+    "bench": BENCH,
+    "graphene": {**BENCH, **BINDING},
     "nonlocal": {
         "PaiNN": {"levels": []},
         "MuSE(PaiNN)": {"levels": NONLOCAL_LEVELS},
@@ -94,7 +96,7 @@ TRAINING: dict[str, dict[str, dict]] = {
     # accuracy aimed for (binding 10 meV, E 1 meV/atom, F 30 meV/Å) the three terms of the loss are alike
     # (10 * 0.01^2 = 1e-3, 1000 * 0.001^2 = 1e-3, 0.03^2 = 9e-4)
     "graphene": {name: {"data": {"interaction_key": "binding_energy"}, "loss": {"interaction": 10.0}}
-                 for name in ("PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint")},
+                 for name in BINDING},
 }
 
 

@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 from ase.neighborlist import neighbor_list
+from test_coarsening_speedup import _waters  # the waters of the recorded-topology cases (tests/nn)
 
 from muse_ff import build_model
 from muse_ff.data.atoms import frame_graph
 from muse_ff.nn.model import CoarseCostWarning, estimated_coarse_edges
 
 
-def _water_box(n_mol: int = 216, seed: int = 0) -> Atoms:
-    """Liquid-density water (0.0334 molecules/Å^3) on a jittered grid, random orientations."""
-    rng = np.random.default_rng(seed)
-    per = int(np.ceil(n_mol ** (1 / 3)))
-    side = (n_mol / 0.0334) ** (1 / 3)
-    grid = np.stack(np.meshgrid(*[np.arange(per)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n_mol]
-    centres = (grid + 0.5 + rng.uniform(-0.1, 0.1, grid.shape)) * side / per
-    w = molecule("H2O")
-    w.positions -= w.get_center_of_mass()
-    out = Atoms(cell=[side] * 3, pbc=True)
-    for c in centres:
-        m = w.copy()
-        m.rotate(rng.uniform(0, 360), rng.normal(size=3))
-        m.positions += c
-        out += m
-    return out
+def _water_box(n_mol: int = 216) -> Atoms:
+    """Liquid-density water (0.0334 molecules/Å^3) in a periodic cube."""
+    return _waters(n_mol, 0, box=(n_mol / 0.0334) ** (1 / 3))
 
 
 def _prepare(model, atoms):

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
@@ -296,8 +298,6 @@ def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float]) -> list[float
     """Expected directed edges of each coarse level of a single-frame ``graph`` (topology added): ``n_k^2
     (4/3 pi r_k^3) / V`` for ``n_k`` nodes spread evenly over the volume ``V`` (the cell; for a free frame the
     atoms' bounding box, each side at least 1 Å, and at most ``n_k (n_k - 1)`` edges)."""
-    import math
-
     pos = graph.positions.detach().double()
     pbc = bool(graph.pbc.reshape(-1, 3)[0].all()) if graph.pbc.numel() else False
     if pbc:
@@ -324,8 +324,6 @@ def warn_coarse_cost(graph: Graph, cutoffs: Sequence[float]) -> None:
     atom_edges = max(int(graph.edge_index.shape[1]), 1)
     for k, (edges, rc) in enumerate(zip(estimated_coarse_edges(graph, cutoffs), cutoffs), start=1):
         if edges > max(COARSE_EDGE_RATIO * atom_edges, COARSE_EDGES_FLOOR):
-            import warnings
-
             warnings.warn(
                 f"MuSE coarse level {k}: {graph.coarse[k - 1].num_nodes} nodes for {graph.num_atoms} atoms and about "
                 f"{edges:.2g} edges within its {rc:g} Å cutoff, {edges / atom_edges:.0f}x the atom level's "
