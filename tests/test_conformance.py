@@ -19,3 +19,10 @@ class TestMuSEOneLevel(ModelConformance):
 
 class TestMuSETwoLevels(ModelConformance):
     config = {"backbone": SMALL_PAINN, "levels": [{"ratio": 4}, {"ratio": 4}]}
+
+
+class TestMuSEWithinComponent(ModelConformance):
+    """Coarse edges only inside each covalent component (``levels[k].edges``)."""
+
+    config = {"backbone": SMALL_PAINN, "levels": [{"ratio": 4, "edges": "within-component"},
+                                                  {"ratio": 4, "edges": "within-component"}]}

@@ -84,6 +84,16 @@ def test_metatomic_export_of_a_multiscale_model_reproduces_energy_forces_stress(
     _close(_reference(model, moved), _exported(path, moved))
 
 
+def test_export_of_levels_with_edges_only_within_components(tmp_path):
+    """``levels[k].edges: within-component``: the exported model reads the bound components, as Python does."""
+    torch.manual_seed(0)
+    levels = [{"ratio": 4, "edges": "within-component"}, {"ratio": 4, "edges": "within-component"}]
+    model = build_model({"backbone": PAINN, "species": SPECIES, "dtype": "float64", "levels": levels}).eval()
+    atoms = _mixed()
+    path = export_model(model, tmp_path / "w.pt", structure=atoms)
+    _close(_reference(model, atoms), _exported(path, atoms))
+
+
 def test_plain_backbone_export_runs_on_any_structure_of_its_elements(tmp_path):
     model = _model(levels=0)
     path = export_model(model, tmp_path / "plain.pt")  # nothing to bind

@@ -127,6 +127,13 @@ class LevelConfig(StrictModel):
             neighbours (s: inner switch, f_c: cutoff envelope), so the total weight a coarse node receives stays
             below n0 at any density: sums where coarse nodes are sparse (gas phase), means where they are
             dense (a liquid, with one coarse node per molecule, or a tiny periodic cell). Default 8.
+        edges: which coarse nodes exchange messages at this level. ``"all"`` (default): every pair within the
+            cutoff. ``"within-component"``: only pairs whose reference atoms are in the same covalent component
+            (one molecule, or one bonded network such as a graphene sheet with its periodic images), so the
+            hierarchy carries non-local effects along bonds and across a structure, and nothing between
+            molecules: their interaction is then the atom level's within its cutoff plus the physical long-range
+            terms (``model.physical``), whose form extrapolates to molecules never trained on
+            (docs/LONG_RANGE.md). In a molecular liquid it also leaves the coarse levels without edges.
     """
 
     ratio: float = Field(8.0, gt=1.0)
@@ -139,6 +146,7 @@ class LevelConfig(StrictModel):
     min_nodes: int = Field(1, ge=1)
     dispersion: bool = False
     saturation: float = Field(8.0, gt=0)
+    edges: Literal["all", "within-component"] = "all"
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

@@ -51,3 +51,17 @@ def test_covalent_solids_and_small_molecules_are_not_warned_about(name):
         atoms.positions[3:] += [4.0, 0.0, 0.0]
     _, caught = _prepare(model, atoms)
     assert not caught
+
+
+def test_a_water_box_with_coarse_edges_only_within_molecules_is_not_warned_about():
+    """``edges: within-component``: one coarse node per water molecule and no edge between molecules (the box is
+    12.7 Å across, so no molecule sees its own image within 10 Å), estimated and built."""
+    levels = [{"edges": "within-component"}, {"edges": "within-component", "cutoff": 12.0}]
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1}, "levels": levels})
+    graph, caught = _prepare(model, _water_box(68))
+    assert not caught
+    within = estimated_coarse_edges(graph, [10.0, 12.0], [True, True])
+    every = estimated_coarse_edges(graph, [10.0, 12.0])
+    assert within[0] * 60 < every[0]  # one node per component: n_c = 1 against 68
+    states = model.coarse_grain(graph)
+    assert [int(s.edge_index.shape[1]) for s in states][0] == 0

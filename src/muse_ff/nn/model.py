@@ -146,7 +146,8 @@ class MuSEModel(nn.Module):
         if len(graph.coarse) < len(self.levels) or graph.component is None:
             graph = add_topology(graph, [lev.ratio for lev in cfg.levels], cfg.level_hops(),
                                  [lev.min_nodes for lev in cfg.levels])
-            warn_coarse_cost(graph, cfg.level_cutoffs()[1:])
+            warn_coarse_cost(graph, cfg.level_cutoffs()[1:],
+                             [lev.edges == "within-component" for lev in cfg.levels])
         if self.uses_charges:
             group, value = charge_groups(graph.component, graph.ptr, graph.charge, graph.atom_charge)
             graph = replace(graph, charge_group=group, group_charge=value)
@@ -169,7 +170,8 @@ class MuSEModel(nn.Module):
     # ------------------------------------------------------------------ energy
     def _encode(self, species_index: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor,
                 edge_index: Tensor, shifts: Tensor, coarse: List[LevelTopology], charge_group: Optional[Tensor],
-                group_charge: Optional[Tensor], spin: Optional[Tensor]) -> Tuple[List[Tensor], List[PoolState]]:
+                group_charge: Optional[Tensor], spin: Optional[Tensor], component: Optional[Tensor] = None
+                ) -> Tuple[List[Tensor], List[PoolState]]:
         """Bottom-up through the levels, then top-down unpooling.
 
         Returns ``(scalars, states)``: per-level invariant features after the top-down pass (atoms first)
@@ -191,7 +193,8 @@ class MuSEModel(nn.Module):
         biases: List[Tensor] = []
         fine_pos, fine_scalars, fine_vectors = positions, out.scalars, out.vectors
         for k, level in enumerate(self.levels):
-            state = level.pool(coarse[k], batch, positions, fine_pos, cell, pbc, fine_scalars, fine_vectors)
+            state = level.pool(coarse[k], batch, positions, fine_pos, cell, pbc, fine_scalars, fine_vectors,
+                               component)
             o = level.run(state, cell)
             scalars.append(o.scalars)
             states.append(state)
@@ -206,7 +209,7 @@ class MuSEModel(nn.Module):
         """:meth:`_encode` of a prepared graph."""
         return self._encode(self.species_index[graph.species], positions, cell, graph.pbc, graph.batch,
                             graph.edge_index, graph.shifts, list(graph.coarse), graph.charge_group,
-                            graph.group_charge, graph.spin)
+                            graph.group_charge, graph.spin, graph.component)
 
     @torch.no_grad()
     def coarse_grain(self, graph: Graph) -> list:
@@ -237,7 +240,7 @@ class MuSEModel(nn.Module):
         pos, cel = positions, cell
         sidx = self.species_index[species]
         scalars, states = self._encode(sidx, pos, cel, pbc, batch, edge_index, shifts, coarse, charge_group,
-                                       group_charge, spin)
+                                       group_charge, spin, component)
         ref = self.reference
         node_energy = ref.atomic(sidx) + ref.scale * self.head(scalars[0]).double()
         long_range = self.long_range
@@ -294,10 +297,13 @@ COARSE_EDGE_RATIO = 2.0
 COARSE_EDGES_FLOOR = 50_000
 
 
-def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float]) -> list[float]:
+def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float],
+                           within: Sequence[bool] | None = None) -> list[float]:
     """Expected directed edges of each coarse level of a single-frame ``graph`` (topology added): ``n_k^2
     (4/3 pi r_k^3) / V`` for ``n_k`` nodes spread evenly over the volume ``V`` (the cell; for a free frame the
-    atoms' bounding box, each side at least 1 Å, and at most ``n_k (n_k - 1)`` edges)."""
+    atoms' bounding box, each side at least 1 Å, and at most ``n_k (n_k - 1)`` edges). A level with
+    ``within[k]`` (``edges: within-component``) counts only pairs inside each covalent component: the same sum
+    over components, each with its own ``n_kc``."""
     pos = graph.positions.detach().double()
     pbc = bool(graph.pbc.reshape(-1, 3)[0].all()) if graph.pbc.numel() else False
     if pbc:
@@ -305,15 +311,20 @@ def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float]) -> list[float
     else:
         extent = (pos.max(dim=0).values - pos.min(dim=0).values).clamp(min=1.0) if len(pos) else torch.ones(3)
         volume = float(extent.prod())
+    within = [False] * len(cutoffs) if within is None else list(within)
     out = []
-    for topo, rc in zip(graph.coarse, cutoffs):
-        n = float(topo.num_nodes)
-        e = n * n * (4.0 / 3.0) * math.pi * rc**3 / max(volume, 1e-9)
-        out.append(e if pbc else min(e, n * (n - 1.0)))
+    for topo, rc, w in zip(graph.coarse, cutoffs, within):
+        if w and graph.component is not None:
+            counts = torch.bincount(graph.component[topo.ref_atom]).double()
+            counts = counts[counts > 0]
+        else:
+            counts = torch.tensor([float(topo.num_nodes)], dtype=torch.float64)
+        e = counts**2 * ((4.0 / 3.0) * math.pi * rc**3 / max(volume, 1e-9))
+        out.append(float(e.sum() if pbc else torch.minimum(e, counts * (counts - 1.0)).sum()))
     return out
 
 
-def warn_coarse_cost(graph: Graph, cutoffs: Sequence[float]) -> None:
+def warn_coarse_cost(graph: Graph, cutoffs: Sequence[float], within: Sequence[bool] | None = None) -> None:
     """A :class:`CoarseCostWarning` when a coarse level of a single-frame ``graph`` will have far more edges than
     its atom level (:data:`COARSE_EDGE_RATIO`): molecules are never merged into one coarse node, so in a bulk
     molecular liquid every level keeps one node per molecule and a 20 Å level reaches ~1,100 of them. Measured
@@ -322,14 +333,15 @@ def warn_coarse_cost(graph: Graph, cutoffs: Sequence[float]) -> None:
     if graph.num_frames != 1 or not graph.coarse:
         return
     atom_edges = max(int(graph.edge_index.shape[1]), 1)
-    for k, (edges, rc) in enumerate(zip(estimated_coarse_edges(graph, cutoffs), cutoffs), start=1):
+    for k, (edges, rc) in enumerate(zip(estimated_coarse_edges(graph, cutoffs, within), cutoffs), start=1):
         if edges > max(COARSE_EDGE_RATIO * atom_edges, COARSE_EDGES_FLOOR):
             warnings.warn(
                 f"MuSE coarse level {k}: {graph.coarse[k - 1].num_nodes} nodes for {graph.num_atoms} atoms and about "
                 f"{edges:.2g} edges within its {rc:g} Å cutoff, {edges / atom_edges:.0f}x the atom level's "
                 f"{atom_edges}: molecules are never merged, so a bulk molecular liquid keeps one coarse node per "
                 "molecule at every level; energy + forces will cost many times the plain backbone and memory "
-                "grows with those edges. Lower levels[k].cutoff, narrow levels[k].backbone or use fewer levels "
+                "grows with those edges. Use levels[k].edges: within-component (no coarse edges between "
+                "molecules), lower levels[k].cutoff, narrow levels[k].backbone or use fewer levels "
                 "(docs/SPEED.md)", CoarseCostWarning, stacklevel=3)
             return
 

@@ -29,6 +29,10 @@ Coarse nodes are as dense as molecules in a liquid, so a coarse node may have a 
 (+6,541 eV per water molecule in a 3.1 Å cell). Each edge's weight is also divided by the receiver's smooth
 neighbour count, ``n0 / (n0 + rho_i)`` (``levels[k].saturation``), so the total weight a coarse node receives
 stays below n0 at any density.
+
+With ``levels[k].edges: within-component`` a coarse edge is kept only when both nodes' reference atoms are in the
+same covalent component (the graph's ``component``, fixed by the topology, so the energy stays smooth): the
+level then carries information along a molecule or a bonded network and none between molecules.
 """
 
 from typing import List, NamedTuple, Optional, Tuple
@@ -131,6 +135,7 @@ class CoarseLevel(nn.Module):
         self.ratio = float(config.ratio)
         self.saturation = float(config.saturation)
         self.core = (float(CORE[0]), float(CORE[1]))
+        self.within_component = getattr(config, "edges", "all") == "within-component"
         self.query = nn.Linear(fine_features, affinity_features, bias=False)
         self.key = nn.Linear(fine_features, affinity_features, bias=False)
         self.backbone = backbone_factory(fine_features + 1, self.cutoff, fine_vectors)
@@ -174,7 +179,8 @@ class CoarseLevel(nn.Module):
         return 3.0 * torch.tanh((self.query(h_fine) * self.key(h_node)).sum(-1) * self._aff_scale)
 
     def pool(self, topo: LevelTopology, atom_batch: Tensor, atom_pos: Tensor, fine_pos: Tensor, cell: Tensor,
-             pbc: Tensor, fine_scalars: Tensor, fine_vectors: Optional[Tensor]) -> PoolState:
+             pbc: Tensor, fine_scalars: Tensor, fine_vectors: Optional[Tensor],
+             atom_component: Optional[Tensor] = None) -> PoolState:
         """Pool level-k nodes into this level's nodes.
 
         Args:
@@ -183,6 +189,7 @@ class CoarseLevel(nn.Module):
             atom_pos: [N, 3] atom positions (the seeds are taken from them).
             fine_pos: [n, 3] positions of the level-k nodes (atoms for k = 0).
             fine_scalars, fine_vectors: the level-k backbone's output.
+            atom_component: [N] covalent component of each atom (needed with ``edges: within-component``).
         """
         nc, n = int(topo.ref_atom.shape[0]), int(fine_pos.shape[0])
         batch_c = atom_batch[topo.ref_atom]
@@ -207,6 +214,13 @@ class CoarseLevel(nn.Module):
             vecs = fine_vectors.new_zeros([nc, fine_vectors.shape[1], fine_vectors.shape[2]]).index_add_(
                 0, pc, w[:, None, None] * fine_vectors[pf]) / mass[:, None, None]
         edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0])
+        if self.within_component:
+            if atom_component is None:
+                raise ValueError("a coarse level with edges: within-component needs the graph's covalent "
+                                 "components (model.prepare adds them)")
+            comp_c = atom_component[topo.ref_atom]
+            keep = comp_c[edge_index[0]] == comp_c[edge_index[1]]
+            edge_index, edge_shifts = edge_index[:, keep], edge_shifts[keep]
         return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
 
     def run(self, state: PoolState, cell: Tensor) -> BackboneOutput:
