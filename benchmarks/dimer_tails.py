@@ -11,7 +11,10 @@ with ``--seeds`` seeds (model initialisation and data order):
   Coulomb and BJ-damped C6 dispersion with no cutoff) and ``model.charges``;
 - ``...+phys+Eint``: the same, also trained on the frames' interaction energies (``training.loss.interaction``
   = 100 on eV, next to the demo's 100 on the energy per atom);
-- ``...+phys+Eint+mu``: and on the teacher's dipole moments (``training.loss.dipole`` = 10 on e Å).
+- ``...+phys+Eint+mu``: and on the teacher's dipole moments (``training.loss.dipole`` = 10 on e Å);
+  ``MuSE-intra(PaiNN)+phys+Eint+mu``: the same with coarse edges only within each molecule
+  (``levels[k].edges: within-component``), so that what passes between the molecules beyond 5 Å is the physical
+  terms alone.
 
 Held-out scans: rigid GFN2-xTB interaction-energy curves E(AB) - E(A) - E(B) of pairs that are in no
 training frame (``--pairs``; default acetonitrile+water, whose molecules are seen but never together, and
@@ -89,6 +92,9 @@ MODELS: dict[str, dict] = {
     "MuSE(PaiNN)+phys+Eint": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
     "PaiNN+phys+Eint+mu": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
     "MuSE(PaiNN)+phys+Eint+mu": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
+    "MuSE-intra(PaiNN)+phys+Eint+mu": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL,
+                                       "levels": [{**level, "edges": "within-component"}
+                                                  for level in DEMO_MODELS["MuSE(PaiNN)"]["levels"]]},
 }
 #: models trained on the teacher's dipole moments as well (REF_dipole, e Å)
 DIPOLE_WEIGHT = 10.0

@@ -53,13 +53,17 @@ def test_every_benchmark_takes_its_contestants_from_the_registry():
             assert common.contestant_config(budget, common.MODELS["PaiNN+LES"]) == {
                 "backbone": painn, "cutoff": 5.0, "levels": [], "dtype": budget.dtype,
                 "long_range": {"kind": "latent-ewald", "smearing": 1.0}}
-    bench, binding = list(contestants.SUITES["bench"]), ["PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint"]
+    bench = list(contestants.SUITES["bench"])
+    binding = ["PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint", "MuSE-intra(PaiNN)+phys+Eint"]
     assert list(contestants.SUITES["graphene"]) == bench + binding
     assert all(contestants.SUITES["graphene"][n] == contestants.SUITES["bench"][n] for n in bench)
     assert contestants.SUITES["graphene"]["PaiNN+Eint"] == contestants.SUITES["bench"]["PaiNN"]  # only the loss differs
     assert set(contestants.TRAINING["graphene"]) == set(binding)
     for mode, budget in graphene.BUDGETS.items():
-        assert list(graphene.contestants(budget, mode))[:6] == bench + binding
+        assert list(graphene.contestants(budget, mode))[:7] == bench + binding
+    intra = contestants.SUITES["graphene"]["MuSE-intra(PaiNN)+phys+Eint"]
+    assert intra == {**contestants.SUITES["graphene"]["MuSE(PaiNN)+phys+Eint"], "levels": contestants.MUSE_INTRA_LEVELS}
+    assert all(level["edges"] == "within-component" for level in intra["levels"])
     for mode, budget in nonlocal_chains.BUDGETS.items():
         got = nonlocal_chains.contestants(budget, mode)
         others = [f"{p}{b}{s}" for b in ("SO3krates", "MACE") for p, s in (("", ""), ("MuSE(", ")"))]

@@ -9,8 +9,9 @@ long-range terms (``physical: {}`` with ``charges: true``). Each suite is one su
 - ``bench``: ``muse bench hessian``, ``folding`` and ``speed`` (two coarse levels with the
   library defaults, :data:`MUSE_LEVELS`; LES smearing 1 Å, :data:`LES`);
 - ``graphene``: ``muse bench graphene``: the ``bench`` suite plus the physical terms on PaiNN and on
-  MuSE(PaiNN), both also trained on the samples' binding energies (:data:`TRAINING`), and PaiNN trained on
-  them without the physical terms (the ablation);
+  MuSE(PaiNN) (with every coarse edge, and with coarse edges only within components, ``MuSE-intra``), each also
+  trained on the samples' binding energies (:data:`TRAINING`), and PaiNN trained on them without the physical
+  terms (the ablation);
 - ``nonlocal``: ``muse bench nonlocal`` (three coarse levels reaching across a 24-carbon chain,
   :data:`NONLOCAL_LEVELS`; plus the physical model);
 - ``muse bench backbones``: each backbone plain and as MuSE(backbone) with :data:`MUSE_LEVELS`
@@ -35,6 +36,10 @@ DEMO_BACKBONE: dict = {"name": "painn", "features": 32, "layers": 2, "num_basis"
 #: two coarse levels with the library defaults (ratio 8, cutoffs 10 and 20 Å): the 20 Å top cutoff covers
 #: every distance in the benchmarks (a molecule 12 Å above the flake edge is ~16 Å from its far atoms)
 MUSE_LEVELS: list[dict] = [{}, {}]
+#: :data:`MUSE_LEVELS` with coarse edges only inside each covalent component (``levels[k].edges``): the hierarchy
+#: works along molecules and bonded networks, and what passes between molecules is the atom level's 5 Å and the
+#: physical terms, whose form extrapolates (the ``MuSE-intra`` contestants)
+MUSE_INTRA_LEVELS: list[dict] = [{"edges": "within-component"}, {"edges": "within-component"}]
 #: the latent-Ewald baseline of the benchmarks (Cheng 2025): one latent charge per atom, smearing 1 Å
 LES: dict = {"kind": "latent-ewald", "smearing": 1.0}
 #: model.physical with the charge inputs (charges conserved per molecule, Coulomb and C6 dispersion)
@@ -61,11 +66,13 @@ BENCH: dict[str, dict] = {
     "PaiNN+LES": {"levels": [], "long_range": LES},
 }
 #: the contestants that also train on binding energies (:data:`TRAINING`): the physical terms on PaiNN and on
-#: MuSE(PaiNN), and the ablation (the binding loss without the physical terms)
+#: MuSE(PaiNN), the ablation (the binding loss without the physical terms), and the physical terms on MuSE with
+#: coarse edges only within components (:data:`MUSE_INTRA_LEVELS`)
 BINDING: dict[str, dict] = {
     "PaiNN+phys+Eint": {"levels": [], **PHYSICAL},
     "MuSE(PaiNN)+phys+Eint": {"levels": MUSE_LEVELS, **PHYSICAL},
     "PaiNN+Eint": {"levels": []},
+    "MuSE-intra(PaiNN)+phys+Eint": {"levels": MUSE_INTRA_LEVELS, **PHYSICAL},
 }
 
 #: suite -> {contestant name: overrides of the backbone's ``model:`` section}

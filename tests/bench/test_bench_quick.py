@@ -23,9 +23,10 @@ def test_bench_graphene_quick_reports_seen_and_unseen_molecules_of_every_contest
     results = content["results"]
     models = results["models"]
     assert list(models) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint",
-                            "PaiNN+Eint", "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+                            "PaiNN+Eint", "MuSE-intra(PaiNN)+phys+Eint", "SO3krates", "MuSE(SO3krates)", "MACE",
+                            "MuSE(MACE)"]
     # the physical pair and the ablation also train on the samples' binding energies, and report that error
-    for name in ("painn_phys_eint", "muse_painn_phys_eint", "painn_eint"):
+    for name in ("painn_phys_eint", "muse_painn_phys_eint", "painn_eint", "muse-intra_painn_phys_eint"):
         config = json.loads((tmp_path / "graphene" / "seed0" / name / "bench-config.json").read_text())["config"]
         assert config["data"]["interaction_key"] == "binding_energy" and config["training"]["loss"]["interaction"] > 0
         log = (tmp_path / "graphene" / "seed0" / name / "logs" / "metrics.csv").read_text()
@@ -37,6 +38,10 @@ def test_bench_graphene_quick_reports_seen_and_unseen_molecules_of_every_contest
     curve = models["PaiNN"][0]["curves"]["benzene/flake"]
     assert curve["seen"] and not models["PaiNN"][0]["curves"]["naphthalene/flake"]["seen"]
     assert curve["pred"][-1] == pytest.approx(0.0, abs=1e-2)  # meV: a 5 Å model sees no binding at 12 Å
+    intra = json.loads((tmp_path / "graphene" / "seed0" / "muse-intra_painn_phys_eint" / "bench-config.json"
+                        ).read_text())["config"]["model"]
+    assert [level["edges"] for level in intra["levels"]] == ["within-component"] * 2
+    assert "MuSE-intra(PaiNN)+phys+Eint vs PaiNN+phys+Eint" in (tmp_path / "graphene" / "table.md").read_text()
     assert models["MACE"][0]["test_unseen"]["frames"] == 2 and models["MACE"][0]["test_seen"]["frames"] == 2
     assert len(results["learning_curves"]["PaiNN"][0]["val_loss"]) == 2  # one value per epoch
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -525,6 +526,26 @@ def training_rows(trained: Mapping[str, Sequence[Trained]]) -> list[list]:
         rows.append([name, runs[0].params, len(runs), pm([t.train_time_s for t in runs], 0),
                      pm([_get(v, "energy_mae") for v in val], 2), pm([_get(v, "forces_mae") for v in val], 1)])
     return rows
+
+
+def comparisons(name: str, names) -> list[str]:
+    """Every contestant of ``names`` that ``name`` is judged against, the closest first: a MuSE model with
+    suffixes against the same backbone with the same suffixes (``MuSE(X)+S`` -> ``X+S``: what the hierarchy
+    adds), a variant ``MuSE-v(X)+S`` against ``MuSE(X)+S``, then down :func:`reference_of`'s chain
+    (``MuSE(X)+S`` -> ``MuSE(X)`` -> ``X``)."""
+    out: list[str] = []
+    match = re.fullmatch(r"MuSE(-[\w-]+)?\(([^()]+)\)(\+.+)?", name)
+    if match is not None and match.group(3):
+        variant, backbone, suffix = match.groups()
+        out.append(backbone + suffix)
+        if variant:
+            out.append(f"MuSE({backbone}){suffix}")
+    ref = reference_of(name, names)
+    while ref is not None:
+        out.append(ref)
+        ref = reference_of(ref, names)
+    seen: set[str] = set()
+    return [r for r in out if r in names and r != name and not (r in seen or seen.add(r))]
 
 
 def reference_of(name: str, names) -> str | None:

@@ -53,6 +53,7 @@ from muse_ff.bench.common import (
     VERDICT_RULE,
     Budget,
     Report,
+    comparisons,
     contestant_config,
     curve_rows,
     fmt,
@@ -313,13 +314,12 @@ def verdict_rows(per_seed: dict[str, list[dict]]) -> list[list]:
     rows = []
     for group_name in ("unseen", "seen"):
         for name, runs in s.items():
-            ref = reference_of(name, s)
-            while ref is not None:  # MuSE(PaiNN)+phys+Eint: against MuSE(PaiNN), then against PaiNN
+            # MuSE(PaiNN)+phys+Eint: against PaiNN+phys+Eint, MuSE(PaiNN), then PaiNN (bench.common.comparisons)
+            for ref in comparisons(name, s):
                 rows.append([f"{name} vs {ref}", group_name, f"{len(runs)} / {len(s[ref])}",
                              *[_verdict_text(verdict([x[f"{group_name}_{k}"] for x in runs],
                                                      [x[f"{group_name}_{k}"] for x in s[ref]]))
                                for k, _, _ in SCORES]])
-                ref = reference_of(ref, s)
     return rows
 
 
@@ -346,7 +346,8 @@ def per_curve_rows(per_seed: dict[str, list[dict]]) -> list[list]:
 STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"),
          "PaiNN+LES": ("C2", "-.d"), "MACE": ("C3", "--v"), "MuSE(MACE)": ("C4", "-P"),
          "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"), "PaiNN+phys+Eint": ("C8", "--o"),
-         "MuSE(PaiNN)+phys+Eint": ("C9", "-*"), "PaiNN+Eint": ("C7", ":o")}
+         "MuSE(PaiNN)+phys+Eint": ("C9", "-*"), "PaiNN+Eint": ("C7", ":o"),
+         "MuSE-intra(PaiNN)+phys+Eint": ("C1", ":*")}
 
 
 def _style(name: str) -> tuple[str, str]:
