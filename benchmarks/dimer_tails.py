@@ -92,9 +92,7 @@ MODELS: dict[str, dict] = {
     "MuSE(PaiNN)+phys+Eint": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
     "PaiNN+phys+Eint+mu": {**DEMO_MODELS["PaiNN"], **PHYSICAL},
     "MuSE(PaiNN)+phys+Eint+mu": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL},
-    "MuSE-intra(PaiNN)+phys+Eint+mu": {**DEMO_MODELS["MuSE(PaiNN)"], **PHYSICAL,
-                                       "levels": [{**level, "edges": "within-component"}
-                                                  for level in DEMO_MODELS["MuSE(PaiNN)"]["levels"]]},
+    "MuSE-intra(PaiNN)+phys+Eint+mu": DEMO_MODELS["MuSE-intra(PaiNN)+phys"],
 }
 #: models trained on the teacher's dipole moments as well (REF_dipole, e Å)
 DIPOLE_WEIGHT = 10.0

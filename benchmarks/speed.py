@@ -14,6 +14,7 @@ size and the scaling exponents fitted to log(time) vs log(N).
     python benchmarks/speed.py --json out.json
     python benchmarks/speed.py --physical --sizes 1000 10000   # also PaiNN+phys and MuSE(PaiNN)+phys (#15)
     python benchmarks/speed.py --system water-cluster --physical   # the same water, free (no cell)
+    python benchmarks/speed.py --physical --edges within-component   # MuSE-intra: no coarse edges between molecules
 
 ``--physical`` adds the physical long-range terms (``model.physical`` with ``model.charges``: charges conserved
 per molecule, Coulomb and BJ-damped C6 dispersion with no cutoff; torch-pme Ewald/PME in a periodic cell,
@@ -102,7 +103,7 @@ def _reset_hwm() -> None:
 
 
 def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchors: str,
-            backbone: str = "painn", physical: bool = False) -> dict:
+            backbone: str = "painn", physical: bool = False, edges: str = "all") -> dict:
     """One measurement in this process (called in a subprocess)."""
     import torch
 
@@ -113,7 +114,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     atoms = SYSTEMS[system](n)
-    level_cfg = [{}] * levels
+    level_cfg = [{"edges": edges}] * levels
     extra = {"physical": {}, "charges": True} if physical else {}
     model = build_model({"backbone": BACKBONE_CHOICES[backbone][1], "levels": level_cfg, **extra}).eval()
     t0 = time.perf_counter()
@@ -134,6 +135,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
         del out
     coarse = [t.num_nodes for t in graph.coarse]
     return {"system": system, "backbone": backbone, "physical": physical, "atoms": len(atoms), "levels": levels,
+            "coarse_edges": edges,
             "edges": int(graph.edge_index.shape[1]), "coarse_nodes": coarse, "t_neighbors_s": t_nl,
             "t_anchors_s": t_anchor,
             "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _status_mb("VmHWM") - base}
@@ -141,16 +143,17 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
 
 def _spawn(args, n: int, levels: int, backbone: str, physical: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
-           str(args.threads), args.anchors, backbone, str(int(physical))]
+           str(args.threads), args.anchors, backbone, str(int(physical)), args.edges]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _name(backbone: str, levels: int, physical: bool = False) -> str:
+def _name(backbone: str, levels: int, physical: bool = False, edges: str = "all") -> str:
     label = BACKBONE_CHOICES[backbone][0]
-    return (label if levels == 0 else f"MuSE({label})") + ("+phys" if physical else "")
+    muse = "MuSE" if edges == "all" else "MuSE-intra"
+    return (label if levels == 0 else f"{muse}({label})") + ("+phys" if physical else "")
 
 
 def _fit(ns, ts) -> float:
@@ -173,13 +176,16 @@ def main(argv=None) -> int:
                    help="coarse levels of the models measured: 0 (plain backbone) and/or 2 (MuSE; default both)")
     p.add_argument("--physical", action="store_true",
                    help="also measure both models with the physical long-range terms (model.physical)")
+    p.add_argument("--edges", choices=["all", "within-component"], default="all",
+                   help="levels[k].edges of the MuSE models: every coarse pair within the cutoff (default), or only "
+                        "pairs inside one covalent component (MuSE-intra: no coarse edges between molecules)")
     p.add_argument("--json", help="write all rows to this file")
-    p.add_argument("--one", nargs=8, help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=9, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        system, n, levels, repeats, threads, anchors, backbone, physical = args.one
+        system, n, levels, repeats, threads, anchors, backbone, physical, edges = args.one
         print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone,
-                                 bool(int(physical)))))
+                                 bool(int(physical)), edges)))
         return 0
     rows = []
     physical_flags = (False, True) if args.physical else (False,)
@@ -196,7 +202,8 @@ def main(argv=None) -> int:
             r = min(results, key=lambda x: x["t_energy_forces_s"])
             r["peak_extra_mb"] = min(x["peak_extra_mb"] for x in results)
             rows.append(r)
-            print(f"{_name(bb, levels, phys):<21}{r['atoms']:>8}{r['edges']:>10}{str(r['coarse_nodes']):>14}"
+            print(f"{_name(bb, levels, phys, args.edges):<21}{r['atoms']:>8}{r['edges']:>10}"
+                  f"{str(r['coarse_nodes']):>14}"
                   f"{r['t_neighbors_s']:>9.2f}{r['t_anchors_s']:>10.2f}{r['t_energy_forces_s']:>9.3f}"
                   f"{r['peak_extra_mb']:>9.0f}", flush=True)
     for bb in args.backbone:
@@ -205,7 +212,8 @@ def main(argv=None) -> int:
         plain = [r for r in rows if r["levels"] == 0 and r["backbone"] == bb and not r["physical"]]
         muse = [r for r in rows if r["levels"] == 2 and r["backbone"] == bb and not r["physical"]]
         if muse:
-            print(f"\n{_name(bb, 2)} / {_name(bb, 0)}\natoms    MuSE/plain time    MuSE/plain peak memory")
+            print(f"\n{_name(bb, 2, edges=args.edges)} / {_name(bb, 0)}\n"
+                  "atoms    MuSE/plain time    MuSE/plain peak memory")
         for a, b in zip(plain, muse):
             print(f"{a['atoms']:>6}    {b['t_energy_forces_s'] / a['t_energy_forces_s']:>14.2f}    "
                   f"{b['peak_extra_mb'] / max(a['peak_extra_mb'], 1e-9):>10.2f}")
@@ -217,7 +225,7 @@ def main(argv=None) -> int:
                   f", MuSE {_fit(ns, [max(r['peak_extra_mb'], 1) for r in muse]):.3f}")
         if args.physical:
             print(f"\ntime and peak memory relative to {_name(bb, 0)} (same size)")
-            names = [_name(bb, lv, ph) for ph in (False, True) for lv in args.levels][1:]
+            names = [_name(bb, lv, ph, args.edges) for ph in (False, True) for lv in args.levels][1:]
             print(f"{'atoms':>6}" + "".join(f"{n:>22}" for n in names))
             for a in plain:
                 same = {(r["levels"], r["physical"]): r for r in rows
@@ -229,7 +237,8 @@ def main(argv=None) -> int:
     if len(args.backbone) > 1 and args.levels == [0, 2]:
         first = args.backbone[0]
         print(f"\ntime per energy + forces relative to {BACKBONE_CHOICES[first][0]} (same levels, same size)")
-        print(f"{'atoms':>6}" + "".join(f"{_name(bb, lv):>18}" for lv in (0, 2) for bb in args.backbone))
+        print(f"{'atoms':>6}" + "".join(f"{_name(bb, lv, edges=args.edges):>18}" for lv in (0, 2)
+                                        for bb in args.backbone))
         for n_atoms in sorted({r["atoms"] for r in rows}):
             t = {(r["backbone"], r["levels"]): r["t_energy_forces_s"] for r in rows
                  if r["atoms"] == n_atoms and not r["physical"]}

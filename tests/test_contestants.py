@@ -30,12 +30,16 @@ def test_the_demo_takes_its_contestants_from_the_registry():
         "MuSE(PaiNN)": {"backbone": PAINN, "cutoff": 5.0, "levels": [{"cutoff": 18.0}]},
         "PaiNN+LES": {"backbone": PAINN, "cutoff": 5.0, "levels": [], "long_range": {"kind": "latent-ewald"}},
         "PaiNN+phys": {"backbone": PAINN, "cutoff": 5.0, "levels": [], "physical": {}, "charges": True},
+        "MuSE-intra(PaiNN)+phys": {"backbone": PAINN, "cutoff": 5.0,
+                                   "levels": [{"cutoff": 18.0, "edges": "within-component"}],
+                                   "physical": {}, "charges": True},
     }
     assert json.dumps(demo.DEMO_MODELS) == json.dumps(before)
-    cfg = demo.demo_config(demo.DEMO_MODELS["PaiNN+phys"], Path("d.extxyz"), Path("out"),
-                           extra=contestants.training_overrides("demo", "PaiNN+phys"))
-    assert cfg["data"]["interaction_key"] == "interaction_energy"
-    assert cfg["training"]["loss"] == {"energy": 100.0, "forces": 1.0, "interaction": 100.0, "dipole": 10.0}
+    for name in ("PaiNN+phys", "MuSE-intra(PaiNN)+phys"):
+        cfg = demo.demo_config(demo.DEMO_MODELS[name], Path("d.extxyz"), Path("out"),
+                               extra=contestants.training_overrides("demo", name))
+        assert cfg["data"]["interaction_key"] == "interaction_energy"
+        assert cfg["training"]["loss"] == {"energy": 100.0, "forces": 1.0, "interaction": 100.0, "dipole": 10.0}
     assert contestants.training_overrides("demo", "PaiNN") is None
 
 

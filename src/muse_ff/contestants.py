@@ -5,7 +5,8 @@ A contestant is a named override of a 5 Å backbone's ``model:`` section: plain 
 long-range terms (``physical: {}`` with ``charges: true``). Each suite is one such set:
 
 - ``demo``: :mod:`muse_ff.training.demo` (one coarse level of 18 Å; LES with its default smearing;
-  the physical model, which also trains on interaction energies and dipoles: :data:`TRAINING`);
+  the physical terms on PaiNN and on MuSE(PaiNN) with coarse edges only within each molecule, both also
+  trained on interaction energies and dipoles: :data:`TRAINING`);
 - ``bench``: ``muse bench hessian``, ``folding`` and ``speed`` (two coarse levels with the
   library defaults, :data:`MUSE_LEVELS`; LES smearing 1 Å, :data:`LES`);
 - ``graphene``: ``muse bench graphene``: the ``bench`` suite plus the physical terms on PaiNN and on
@@ -82,6 +83,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "MuSE(PaiNN)": {"levels": [{"cutoff": 18.0}]},
         "PaiNN+LES": {"levels": [], "long_range": {"kind": "latent-ewald"}},
         "PaiNN+phys": {"levels": [], **PHYSICAL},
+        "MuSE-intra(PaiNN)+phys": {"levels": [{"cutoff": 18.0, "edges": "within-component"}], **PHYSICAL},
     },
     "bench": BENCH,
     "graphene": {**BENCH, **BINDING},
@@ -97,8 +99,8 @@ SUITES: dict[str, dict[str, dict]] = {
 #: physical model also fits interaction energies and dipoles (its charges are otherwise poorly determined by
 #: energies alone: docs/LONG_RANGE.md, dimer tails)
 TRAINING: dict[str, dict[str, dict]] = {
-    "demo": {"PaiNN+phys": {"data": {"interaction_key": "interaction_energy"},
-                            "loss": {"interaction": 100.0, "dipole": 10.0}}},
+    "demo": {name: {"data": {"interaction_key": "interaction_energy"}, "loss": {"interaction": 100.0, "dipole": 10.0}}
+             for name in ("PaiNN+phys", "MuSE-intra(PaiNN)+phys")},
     # binding energies of every training sample (GFN1-xTB has no dipoles in this dataset). Weight 10: at the
     # accuracy aimed for (binding 10 meV, E 1 meV/atom, F 30 meV/Å) the three terms of the loss are alike
     # (10 * 0.01^2 = 1e-3, 1000 * 0.001^2 = 1e-3, 0.03^2 = 9e-4)

@@ -42,7 +42,7 @@ def test_demo_trains_all_models_and_writes_table_plot_and_results(tmp_path, caps
     assert "PaiNN" in text and "MuSE(PaiNN)" in text and "PaiNN+LES" in text and "Eint" in text
     assert (out / "demo.png").stat().st_size > 1000
     results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys"}
+    assert set(results["models"]) == {"PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys", "MuSE-intra(PaiNN)+phys"}
     for r in results["models"].values():
         assert r["metrics"]["energy_mae"] > 0 and r["interaction_mae_meV"]
 

@@ -79,3 +79,25 @@ def test_a_periodic_sheet_keeps_its_coarse_edges_and_an_adsorbate_gets_none_to_i
         assert int(on_sheet.sum()) > 0  # the sheet's nodes, periodic images included, still talk
     reference = _model("all").coarse_grain(graph)
     assert sum(int(s.edge_index.shape[1]) for s in reference) > sum(int(s.edge_index.shape[1]) for s in states)
+
+
+def test_beyond_the_atom_cutoff_the_interaction_is_the_physical_terms_alone():
+    """With ``model.physical`` and coarse edges within components, two molecules 8 Å apart interact only through
+    the physical terms: E_int equals the physical energy's own interaction part, and each molecule keeps the
+    charges it has alone (no learned term reaches across)."""
+    a, b = molecule("CH3CN"), molecule("H2O")
+    b.translate([0.4, 0.2, a.positions[:, 2].max() - b.positions[:, 2].min() + 8.0])
+    torch.manual_seed(1)
+    levels = [{"ratio": 4, "edges": "within-component"}]
+    model = build_model({"backbone": PAINN, "species": [1, 6, 7, 8], "dtype": "float64", "levels": levels,
+                         "physical": {}, "charges": True}).eval()
+    out = {}
+    for key, atoms in (("ab", a + b), ("a", a), ("b", b)):
+        with torch.no_grad():
+            r = model(model.graph_from_atoms(atoms))
+        out[key] = (float(r["energy"][0]), float(r["physical_energy"][0]), r["charges"].numpy())
+    e_int = out["ab"][0] - out["a"][0] - out["b"][0]
+    phys_int = out["ab"][1] - out["a"][1] - out["b"][1]
+    assert abs(phys_int) > 1e-6  # charged fragments of a polar pair: a real interaction
+    assert e_int == pytest.approx(phys_int, abs=1e-10)
+    np.testing.assert_allclose(out["ab"][2], np.concatenate([out["a"][2], out["b"][2]]), atol=1e-12)
