@@ -101,3 +101,26 @@ def test_beyond_the_atom_cutoff_the_interaction_is_the_physical_terms_alone():
     assert abs(phys_int) > 1e-6  # charged fragments of a polar pair: a real interaction
     assert e_int == pytest.approx(phys_int, abs=1e-10)
     np.testing.assert_allclose(out["ab"][2], np.concatenate([out["a"][2], out["b"][2]]), atol=1e-12)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_the_coarse_graph_within_components_is_the_full_graph_filtered(periodic):
+    """Nodes alone in their component are left out of the neighbour search (a liquid: nothing to search) only
+    where no node can see its own image; the edges are exactly those of the full graph within components."""
+    from muse_ff.nn.pooling import coarse_graph
+
+    rng = np.random.default_rng(3)
+    box = 14.0
+    pos = torch.tensor(rng.uniform(0, box, size=(60, 3)))
+    component = torch.tensor(np.r_[np.arange(40), np.repeat([40, 41, 42, 43], 5)])  # 40 alone, 4 of five nodes
+    batch = torch.zeros(60, dtype=torch.int64)
+    for cell_size, cutoff in [(box, 6.0), (box, 20.0)]:  # images beyond / within the cutoff
+        cell = torch.eye(3, dtype=torch.float64)[None] * cell_size
+        pbc = torch.tensor([[periodic] * 3])
+        full_e, full_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5)
+        same = component[full_e[0]] == component[full_e[1]]
+        got_e, got_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5, component)
+        want = sorted(map(tuple, torch.cat([full_e[:, same].T, full_s[same].long()], 1).tolist()))
+        have = sorted(map(tuple, torch.cat([got_e.T, got_s.long()], 1).tolist()))
+        assert have == want
+        assert any(a[0] == a[1] for a in have) == (periodic and cutoff > box)  # a node and its own image

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from muse_ff.data.graph import LevelTopology, edge_vectors
-from muse_ff.data.torch_neighbors import radius_graph
+from muse_ff.data.torch_neighbors import complete_basis, radius_graph
 from muse_ff.errors import NonFiniteError
 from muse_ff.nn.backbones.base import BackboneOutput
 from muse_ff.nn.heads import EnergyHead
@@ -101,26 +101,52 @@ def _normalise(logit: Tensor, index: Tensor, n: int) -> Tensor:
     return u / u.new_zeros(n).index_add_(0, index, u)[index]
 
 
-def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, core: float
-                 ) -> Tuple[Tensor, Tensor]:
+def _sees_own_images(cell: Tensor, pbc: Tensor, cutoff: float) -> bool:
+    """Whether a point of this frame may have a periodic image of itself within ``cutoff``: a lattice vector with
+    a non-zero coefficient along periodic direction d is at least the spacing of d's lattice planes long."""
+    if not bool(pbc.any()):
+        return False
+    inv = torch.linalg.inv(complete_basis(cell.detach().double(), pbc))  # column d: reciprocal vector of d
+    spacing = 1.0 / torch.linalg.vector_norm(inv, dim=0)
+    return bool((spacing[pbc] < cutoff).any())
+
+
+def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, core: float,
+                 component: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Radius graph of coarse nodes (detached positions, periodic images, edges not longer than ``core``, the
     inner radius of :data:`CORE`, left out), frame by frame; the nodes of each frame are contiguous. Shifts in
-    the positions' dtype."""
+    the positions' dtype.
+
+    With ``component`` ([m] covalent component of each node) only pairs within one component are kept, and the
+    search leaves out the nodes that are alone in their component unless the frame's cell is small enough for a
+    node to see its own image: in a molecular liquid with one node per molecule nothing is searched at all."""
     pos = positions.detach()
     if not bool(torch.isfinite(pos).all()):
         raise NonFiniteError("a coarse level's positions are not finite (NaN or inf): the model's features "
                              "overflowed on this structure")
     counts = torch.bincount(batch, minlength=int(cell.shape[0]))
+    lonely = torch.zeros_like(batch, dtype=torch.bool)
+    if component is not None:
+        lonely = (torch.bincount(component)[component] == 1)
     ei: List[Tensor] = []
     sh: List[Tensor] = []
     lo = 0
     for b in range(int(cell.shape[0])):
         hi = lo + int(counts[b])
-        e, s = radius_graph(pos[lo:hi], cell[b], pbc[b], cutoff, core)
+        if component is not None and bool(lonely[lo:hi].any()) and not _sees_own_images(cell[b], pbc[b], cutoff):
+            keep = torch.nonzero(~lonely[lo:hi]).squeeze(1)
+            e, s = radius_graph(pos[lo:hi][keep], cell[b], pbc[b], cutoff, core)
+            e = keep[e]
+        else:
+            e, s = radius_graph(pos[lo:hi], cell[b], pbc[b], cutoff, core)
         ei.append(e + lo)
         sh.append(s)
         lo = hi
-    return torch.cat(ei, dim=1), torch.cat(sh).to(positions.dtype)
+    edge_index, shifts = torch.cat(ei, dim=1), torch.cat(sh)
+    if component is not None:
+        same = component[edge_index[0]] == component[edge_index[1]]
+        edge_index, shifts = edge_index[:, same], shifts[same]
+    return edge_index, shifts.to(positions.dtype)
 
 
 class CoarseLevel(nn.Module):
@@ -172,7 +198,8 @@ class CoarseLevel(nn.Module):
         r = torch.linalg.vector_norm(self.edge_vectors(state, cell), dim=-1)
         r0 = self.dispersion_r0.abs() + 1.0
         i, j = state.edge_index[0], state.edge_index[1]
-        pair = -c[i] * c[j] * smooth_cutoff(r, self.cutoff) * inner_switch(r, self.core[0], self.core[1]) / (r**6 + r0**6)
+        envelope = smooth_cutoff(r, self.cutoff) * inner_switch(r, self.core[0], self.core[1])
+        pair = -c[i] * c[j] * envelope / (r**6 + r0**6)
         return 0.5 * pair.new_zeros(c.shape[0]).index_add_(0, i, pair)
 
     def _affinity(self, h_fine: Tensor, h_node: Tensor) -> Tensor:
@@ -213,14 +240,13 @@ class CoarseLevel(nn.Module):
         if fine_vectors is not None and self.pool_vectors:
             vecs = fine_vectors.new_zeros([nc, fine_vectors.shape[1], fine_vectors.shape[2]]).index_add_(
                 0, pc, w[:, None, None] * fine_vectors[pf]) / mass[:, None, None]
-        edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0])
+        comp_c: Optional[Tensor] = None
         if self.within_component:
             if atom_component is None:
                 raise ValueError("a coarse level with edges: within-component needs the graph's covalent "
                                  "components (model.prepare adds them)")
             comp_c = atom_component[topo.ref_atom]
-            keep = comp_c[edge_index[0]] == comp_c[edge_index[1]]
-            edge_index, edge_shifts = edge_index[:, keep], edge_shifts[keep]
+        edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0], comp_c)
         return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
 
     def run(self, state: PoolState, cell: Tensor) -> BackboneOutput:
