@@ -226,14 +226,14 @@ def main(argv=None) -> int:
         if args.physical:
             print(f"\ntime and peak memory relative to {_name(bb, 0)} (same size)")
             names = [_name(bb, lv, ph, args.edges) for ph in (False, True) for lv in args.levels][1:]
-            print(f"{'atoms':>6}" + "".join(f"{n:>22}" for n in names))
+            print(f"{'atoms':>6}" + "".join(f"{n:>26}" for n in names))
             for a in plain:
                 same = {(r["levels"], r["physical"]): r for r in rows
                         if r["backbone"] == bb and r["atoms"] == a["atoms"]}
                 cells = [same[lv, ph] for ph in (False, True) for lv in args.levels][1:]
                 t0, m0 = a["t_energy_forces_s"], max(a["peak_extra_mb"], 1e-9)
                 print(f"{a['atoms']:>6}" + "".join(
-                    f"{c['t_energy_forces_s'] / t0:>11.2f} t {c['peak_extra_mb'] / m0:>6.2f} m" for c in cells))
+                    f"{c['t_energy_forces_s'] / t0:>15.2f} t {c['peak_extra_mb'] / m0:>6.2f} m" for c in cells))
     if len(args.backbone) > 1 and args.levels == [0, 2]:
         first = args.backbone[0]
         print(f"\ntime per energy + forces relative to {BACKBONE_CHOICES[first][0]} (same levels, same size)")
