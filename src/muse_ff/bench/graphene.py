@@ -347,7 +347,7 @@ STYLE = {"teacher": ("black", "-o"), "PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1
          "PaiNN+LES": ("C2", "-.d"), "MACE": ("C3", "--v"), "MuSE(MACE)": ("C4", "-P"),
          "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"), "PaiNN+phys+Eint": ("C8", "--o"),
          "MuSE(PaiNN)+phys+Eint": ("C9", "-*"), "PaiNN+Eint": ("C7", ":o"),
-         "MuSE-intra(PaiNN)+phys+Eint": ("C1", ":*")}
+         "MuSE-intra(PaiNN)+phys+Eint": ("m", "-.*")}
 
 
 def _style(name: str) -> tuple[str, str]:
