@@ -79,8 +79,9 @@ class BoundLevel(nn.Module):
         member_shift = self.member_shift + torch.round(drift[self.member_atom] - drift[self.member_ref]).to(dtype)
         pair_shift = self.pair_shift + torch.round(drift[self.pair_fine_atom]
                                                    - drift[self.pair_coarse_atom]).to(dtype)
+        node_image = self.node_image + torch.round(drift[self.ref_atom]).to(dtype)
         return LevelTopology(self.member_atom, self.member_node, member_shift, self.ref_atom, self.pair_fine,
-                             self.pair_coarse, pair_shift)
+                             self.pair_coarse, pair_shift, node_image, self.node_free)
 
 
 def _with_exported_terms(model, structure: Optional[Atoms], drop_d3: bool = False):

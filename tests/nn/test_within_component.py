@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import graphene, molecule
 
 from muse_ff import MuSECalculator, build_model
@@ -103,24 +104,74 @@ def test_beyond_the_atom_cutoff_the_interaction_is_the_physical_terms_alone():
     np.testing.assert_allclose(out["ab"][2], np.concatenate([out["a"][2], out["b"][2]]), atol=1e-12)
 
 
+def _water_box(size: float = 7.0):
+    water = molecule("H2O")
+    water.positions += size / 2
+    water.cell, water.pbc = np.eye(3) * size, True
+    return water
+
+
+def _graphite():
+    from ase.build import bulk
+
+    return bulk("C", "hcp", a=2.46, c=6.70).repeat((3, 3, 1))  # two layers per cell, 6.7 Å along c
+
+
+@pytest.mark.parametrize("make, repeat", [(_water_box, (2, 2, 2)), (_graphite, (1, 1, 2))],
+                         ids=["water-box", "graphite"])
+def test_a_supercell_has_the_energy_of_its_cells(make, repeat):
+    """Periodic copies of a molecule (or of a graphite layer along c) are other instances of their component:
+    no coarse edge joins them, so a supercell's energy is the cell's times the number of cells, as with every
+    coarse edge (the energy is a function of the structure, not of the cell chosen for it)."""
+    for edges in ("within-component", "all"):
+        model = _model(edges)
+        cell = make()
+        n = int(np.prod(repeat))
+        assert _energy(model, cell.repeat(repeat)) == pytest.approx(n * _energy(model, cell), abs=1e-9 * n * len(cell))
+
+
+def test_a_molecule_has_no_coarse_edge_to_its_own_images_and_a_sheet_keeps_its_own():
+    model = _model("within-component")
+    states = model.coarse_grain(model.graph_from_atoms(_water_box(7.0)))  # images 7 Å away, within 10 / 20 Å
+    assert all(int(s.edge_index.shape[1]) == 0 for s in states)
+    sheet = graphene(size=(2, 2, 1), vacuum=8.0)  # 4.9 Å across: a node sees its own images
+    sheet.pbc = [True, True, False]
+    states = model.coarse_grain(model.graph_from_atoms(sheet))
+    assert any(bool((s.shifts.abs().sum(-1) > 0).any()) for s in states)
+    chain = Atoms("C2H4", positions=[[0, 0, 0], [1.27, 0, 0.3], [0, 0.9, -0.5], [0, -0.9, -0.5],
+                                     [1.27, 0.9, 0.8], [1.27, -0.9, 0.8]], cell=[2.54, 12.0, 12.0], pbc=True)
+    states = model.coarse_grain(model.graph_from_atoms(chain))  # polyethylene-like chain through x
+    shifts = torch.cat([s.shifts for s in states])
+    assert len(shifts) and bool((shifts[:, 1:] == 0).all()) and bool((shifts[:, 0] != 0).any())
+
+
 @pytest.mark.parametrize("periodic", [False, True])
 def test_the_coarse_graph_within_components_is_the_full_graph_filtered(periodic):
-    """Nodes alone in their component are left out of the neighbour search (a liquid: nothing to search) only
-    where no node can see its own image; the edges are exactly those of the full graph within components."""
+    """Nodes alone in a component that does not repeat are left out of the neighbour search; the edges are
+    exactly those of the full graph with both ends in one instance of one component."""
     from muse_ff.nn.pooling import coarse_graph
 
     rng = np.random.default_rng(3)
     box = 14.0
     pos = torch.tensor(rng.uniform(0, box, size=(60, 3)))
     component = torch.tensor(np.r_[np.arange(40), np.repeat([40, 41, 42, 43], 5)])  # 40 alone, 4 of five nodes
+    image = torch.tensor(rng.integers(-1, 2, size=(60, 3)), dtype=torch.float64)
+    free = torch.eye(3, dtype=torch.float64).repeat(60, 1, 1)
+    free[component == 43] = torch.diag(torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))  # one component repeats along a and b
+    free[5] = torch.zeros(3, 3)  # and one lone node repeats along every direction
+    if not periodic:
+        image.zero_()
     batch = torch.zeros(60, dtype=torch.int64)
-    for cell_size, cutoff in [(box, 6.0), (box, 20.0)]:  # images beyond / within the cutoff
-        cell = torch.eye(3, dtype=torch.float64)[None] * cell_size
+    for cutoff in (6.0, 20.0):  # images beyond / within the cutoff
+        cell = torch.eye(3, dtype=torch.float64)[None] * box
         pbc = torch.tensor([[periodic] * 3])
         full_e, full_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5)
-        same = component[full_e[0]] == component[full_e[1]]
-        got_e, got_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5, component)
-        want = sorted(map(tuple, torch.cat([full_e[:, same].T, full_s[same].long()], 1).tolist()))
-        have = sorted(map(tuple, torch.cat([got_e.T, got_s.long()], 1).tolist()))
-        assert have == want
-        assert any(a[0] == a[1] for a in have) == (periodic and cutoff > box)  # a node and its own image
+        want = []
+        for (i, j), s in zip(full_e.T.tolist(), full_s.tolist()):
+            d = free[i] @ (torch.tensor(s) - (image[j] - image[i]))
+            if component[i] == component[j] and float(d.norm()) < 0.5:
+                want.append((i, j, *map(int, s)))
+        got_e, got_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5, component, image, free)
+        have = sorted((i, j, *map(int, s)) for (i, j), s in zip(got_e.T.tolist(), got_s.tolist()))
+        assert have == sorted(want)
+        assert any(a[0] == a[1] for a in have) == (periodic and cutoff > box)  # the repeating lone node only

@@ -273,7 +273,9 @@ def collate(graphs: Sequence[Graph]) -> Graph:
             ref_atom=torch.cat([g.coarse[lev].ref_atom + atom_off[k] for k, g in enumerate(graphs)]),
             pair_fine=torch.cat([g.coarse[lev].pair_fine + fine_off[k] for k, g in enumerate(graphs)]),
             pair_coarse=torch.cat([g.coarse[lev].pair_coarse + coarse_off[k] for k, g in enumerate(graphs)]),
-            pair_shift=torch.cat([g.coarse[lev].pair_shift for g in graphs])))
+            pair_shift=torch.cat([g.coarse[lev].pair_shift for g in graphs]),
+            node_image=torch.cat([g.coarse[lev].node_image for g in graphs]),
+            node_free=torch.cat([g.coarse[lev].node_free for g in graphs])))
         fine_off = coarse_off
     return Graph(
         positions=torch.cat([g.positions for g in graphs]),

@@ -44,6 +44,11 @@ topology (bond graph, elements, pbc), computed by ``MuSEModel.prepare`` (:mod:`m
 ``coarse[k].pair_fine``         [P_k]        int64    level-k node of each assignment pair
 ``coarse[k].pair_coarse``       [P_k]        int64    level-(k+1) node of each assignment pair
 ``coarse[k].pair_shift``        [P_k, 3]     float    image of the fine node in the coarse node's frame
+``coarse[k].node_image``        [N_{k+1}, 3] float    image of each node's reference atom, unwrapped in its component
+``coarse[k].node_free``         [N_{k+1},3,3] float   projector onto the cell directions (integer image space) along
+                                                      which the node's component is not bonded to its own images
+                                                      (identity for a molecule; two copies of one node are the
+                                                      same instance when their image difference has no part there)
 ==============================  ===========  =======  ================================================
 
 Level 0 is the atoms (``N_0 = N``).
@@ -80,6 +85,8 @@ class LevelTopology(NamedTuple):
     pair_fine: torch.Tensor  # [P] fine node of each assignment pair
     pair_coarse: torch.Tensor  # [P] coarse node of each assignment pair
     pair_shift: torch.Tensor  # [P, 3] image of the fine node in its coarse node's frame
+    node_image: torch.Tensor  # [m, 3] image of each node's reference atom, unwrapped within its component
+    node_free: torch.Tensor  # [m, 3, 3] projector onto the directions its component does not repeat along
 
     @property
     def num_nodes(self) -> int:

@@ -67,7 +67,10 @@ class BondGraph:
     ``r[dst] - r[src] + shift @ cell``, sorted by source, then destination, then shift (so nothing downstream
     depends on the order in which a neighbour-list library returns pairs). ``image[i]`` unwraps atom i within
     its component (meaningful for components that do not percolate); ``percolating[c]`` says whether
-    component c is bonded to its own periodic images (a crystal, a sheet, a polymer through the boundary).
+    component c is bonded to its own periodic images (a crystal, a sheet, a polymer through the boundary), and
+    ``free[c]`` [3, 3] is the projector onto the directions (in integer image space) orthogonal to the images
+    it is bonded to (the identity for a molecule; diag(0, 0, 1) for a sheet spanned by the first two cell
+    vectors): two images of one atom, ``image`` apart by d, are the same instance of c when ``free[c] @ d`` is 0.
     """
 
     n: int
@@ -77,6 +80,7 @@ class BondGraph:
     component: np.ndarray
     image: np.ndarray
     percolating: np.ndarray
+    free: np.ndarray
 
     def adjacency(self) -> sp.csr_matrix:
         return sp.csr_matrix((np.ones(len(self.src)), (self.src, self.dst)), shape=(self.n, self.n))
@@ -103,7 +107,14 @@ def bond_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc
     bad = np.any(image[j] != image[i] + s, axis=1)
     percolating = np.zeros(int(comp.max()) + 1 if n else 0, dtype=bool)
     percolating[comp[i[bad]]] = True
-    return BondGraph(n, i, j, s, comp.astype(np.int64), image, percolating)
+    free = np.tile(np.eye(3), (len(percolating), 1, 1))
+    defects = image[i[bad]] + s[bad] - image[j[bad]]  # the images each percolating component is bonded to
+    for c in np.flatnonzero(percolating):
+        d = defects[comp[i[bad]] == c].astype(float)
+        _, sv, vt = np.linalg.svd(d, full_matrices=True)
+        span = vt[: int((sv > 1e-8).sum())]
+        free[c] = np.eye(3) - span.T @ span
+    return BondGraph(n, i, j, s, comp.astype(np.int64), image, percolating, free)
 
 
 def _unwrap(n, i, j, s, comp) -> np.ndarray:
@@ -617,9 +628,11 @@ def frame_topology(positions, numbers, cell, pbc, ratios, hops, min_nodes=None):
                 f"`min_nodes`, or remove the level")
         f, c, img = assignment_pairs(bg, fine, coarse, h)
         t = torch.as_tensor
+        ref = coarse.ref_atom
         levels.append(LevelTopology(t(coarse.member_atom), t(coarse.member_node),
-                                    t(coarse.member_shift).double(), t(coarse.ref_atom), t(f), t(c),
-                                    t(img).double()))
+                                    t(coarse.member_shift).double(), t(ref), t(f), t(c),
+                                    t(img).double(), t(bg.image[ref]).double().reshape(-1, 3),
+                                    t(bg.free[bg.component[ref]]).double().reshape(-1, 3, 3)))
         fine = coarse
     return torch.as_tensor(bg.component), levels
 

@@ -30,9 +30,10 @@ Coarse nodes are as dense as molecules in a liquid, so a coarse node may have a 
 neighbour count, ``n0 / (n0 + rho_i)`` (``levels[k].saturation``), so the total weight a coarse node receives
 stays below n0 at any density.
 
-With ``levels[k].edges: within-component`` a coarse edge is kept only when both nodes' reference atoms are in the
-same covalent component (the graph's ``component``, fixed by the topology, so the energy stays smooth): the
-level then carries information along a molecule or a bonded network and none between molecules.
+With ``levels[k].edges: within-component`` a coarse edge is kept only within one instance of a covalent
+component (the graph's ``component`` and the levels' ``node_image`` / ``node_free``, fixed by the topology, so
+the energy stays smooth): the level then carries information along a molecule or a bonded network and none
+between molecules, a molecule's periodic copies included (:func:`coarse_graph`).
 """
 
 from typing import List, NamedTuple, Optional, Tuple
@@ -41,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from muse_ff.data.graph import LevelTopology, edge_vectors
-from muse_ff.data.torch_neighbors import complete_basis, radius_graph
+from muse_ff.data.torch_neighbors import radius_graph
 from muse_ff.errors import NonFiniteError
 from muse_ff.nn.backbones.base import BackboneOutput
 from muse_ff.nn.heads import EnergyHead
@@ -101,40 +102,36 @@ def _normalise(logit: Tensor, index: Tensor, n: int) -> Tensor:
     return u / u.new_zeros(n).index_add_(0, index, u)[index]
 
 
-def _sees_own_images(cell: Tensor, pbc: Tensor, cutoff: float) -> bool:
-    """Whether a point of this frame may have a periodic image of itself within ``cutoff``: a lattice vector with
-    a non-zero coefficient along periodic direction d is at least the spacing of d's lattice planes long."""
-    if not bool(pbc.any()):
-        return False
-    inv = torch.linalg.inv(complete_basis(cell.detach().double(), pbc))  # column d: reciprocal vector of d
-    spacing = 1.0 / torch.linalg.vector_norm(inv, dim=0)
-    return bool((spacing[pbc] < cutoff).any())
-
-
 def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, core: float,
-                 component: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                 component: Optional[Tensor] = None, node_image: Optional[Tensor] = None,
+                 node_free: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Radius graph of coarse nodes (detached positions, periodic images, edges not longer than ``core``, the
     inner radius of :data:`CORE`, left out), frame by frame; the nodes of each frame are contiguous. Shifts in
     the positions' dtype.
 
-    With ``component`` ([m] covalent component of each node) only pairs within one component are kept, and the
-    search leaves out the nodes that are alone in their component unless the frame's cell is small enough for a
-    node to see its own image: in a molecular liquid with one node per molecule nothing is searched at all."""
+    With ``component`` ([m] covalent component of each node), ``node_image`` and ``node_free`` (the
+    :class:`~muse_ff.data.graph.LevelTopology` fields) only edges within one *instance* of a component are
+    kept: the edge i <- (j, S) when i and j share a component and ``S - (image_j - image_i)`` has no part along
+    the directions the component does not repeat along. A molecule's periodic copies are other molecules (no
+    edge to them), a sheet's are the sheet itself (edges kept), a graphite layer's copy one c vector away is
+    another layer. Nodes that are alone in a component that does not repeat can have no edge and are left out
+    of the neighbour search (in a molecular liquid with one node per molecule nothing is searched at all)."""
     pos = positions.detach()
     if not bool(torch.isfinite(pos).all()):
         raise NonFiniteError("a coarse level's positions are not finite (NaN or inf): the model's features "
                              "overflowed on this structure")
     counts = torch.bincount(batch, minlength=int(cell.shape[0]))
-    lonely = torch.zeros_like(batch, dtype=torch.bool)
-    if component is not None:
-        lonely = (torch.bincount(component)[component] == 1)
+    alone = torch.zeros_like(batch, dtype=torch.bool)
+    if component is not None and node_free is not None:
+        repeats = torch.diagonal(node_free, dim1=1, dim2=2).sum(-1) < 2.5  # bonded to some of its images
+        alone = (torch.bincount(component)[component] == 1) & ~repeats
     ei: List[Tensor] = []
     sh: List[Tensor] = []
     lo = 0
     for b in range(int(cell.shape[0])):
         hi = lo + int(counts[b])
-        if component is not None and bool(lonely[lo:hi].any()) and not _sees_own_images(cell[b], pbc[b], cutoff):
-            keep = torch.nonzero(~lonely[lo:hi]).squeeze(1)
+        if bool(alone[lo:hi].any()):
+            keep = torch.nonzero(~alone[lo:hi]).squeeze(1)
             e, s = radius_graph(pos[lo:hi][keep], cell[b], pbc[b], cutoff, core)
             e = keep[e]
         else:
@@ -142,11 +139,14 @@ def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cu
         ei.append(e + lo)
         sh.append(s)
         lo = hi
-    edge_index, shifts = torch.cat(ei, dim=1), torch.cat(sh)
-    if component is not None:
-        same = component[edge_index[0]] == component[edge_index[1]]
+    edge_index, shifts = torch.cat(ei, dim=1), torch.cat(sh).to(positions.dtype)
+    if component is not None and node_image is not None and node_free is not None:
+        i, j = edge_index[0], edge_index[1]
+        offset = shifts - (node_image[j] - node_image[i]).to(shifts.dtype)
+        off_instance = torch.einsum("ekl,el->ek", node_free[i].to(shifts.dtype), offset)
+        same = (component[i] == component[j]) & (torch.linalg.vector_norm(off_instance, dim=-1) < 0.5)
         edge_index, shifts = edge_index[:, same], shifts[same]
-    return edge_index, shifts.to(positions.dtype)
+    return edge_index, shifts
 
 
 class CoarseLevel(nn.Module):
@@ -246,7 +246,9 @@ class CoarseLevel(nn.Module):
                 raise ValueError("a coarse level with edges: within-component needs the graph's covalent "
                                  "components (model.prepare adds them)")
             comp_c = atom_component[topo.ref_atom]
-        edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0], comp_c)
+        edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0], comp_c,
+                                               topo.node_image if comp_c is not None else None,
+                                               topo.node_free if comp_c is not None else None)
         return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
 
     def run(self, state: PoolState, cell: Tensor) -> BackboneOutput:
