@@ -103,10 +103,27 @@ def test_plain_backbone_export_runs_on_any_structure_of_its_elements(tmp_path):
         _close(_reference(model, atoms), _exported(path, atoms))
 
 
-def test_atoms_wrapped_into_the_cell_give_the_same_energy(tmp_path):
-    """Engines wrap atoms back into the box: the bound topology's images are restored from the atoms' fractional
-    coordinates, so a molecule split across the boundary keeps its energy."""
+@pytest.mark.parametrize("edges", ["all", "within-component"])
+def test_atoms_wrapped_into_the_cell_give_the_same_energy(edges, tmp_path):
+    """Engines wrap atoms back into the box: the bound topology's images (with ``within-component``, each coarse
+    node's image too) are restored from the atoms' fractional coordinates, so a molecule split across the
+    boundary keeps its energy."""
     model, atoms = _model(), _periodic()
+    if edges != "all":
+        torch.manual_seed(0)
+        levels = [{"ratio": 4, "edges": edges}, {"ratio": 4, "edges": edges}]
+        model = build_model({"backbone": PAINN, "species": SPECIES, "dtype": "float64", "levels": levels}).eval()
+        atoms = molecule("CH3CH2OCH3")  # several coarse nodes, its copies 9 Å away within the 10 Å cutoff
+        atoms.cell, atoms.pbc = np.eye(3) * 9.0, True
+        atoms.positions += 4.5
+        moved = atoms.copy()
+        moved.positions += [4.6, 0.0, 0.0]  # one coarse node's reference atom crosses the boundary, the other not
+        wrapped = moved.copy()
+        wrapped.wrap()
+        path = export_model(model, tmp_path / "w.pt", structure=atoms)
+        _close(_reference(model, moved), _exported(path, wrapped))
+        assert any(int(s.edge_index.shape[1]) for s in model.coarse_grain(model.graph_from_atoms(atoms)))
+        return
     path = export_model(model, tmp_path / "m.pt", structure=atoms)
     moved = atoms.copy()
     moved.positions[3:] += [0.0, 0.0, 4.7]  # the second water now straddles the boundary: some of its atoms wrap
