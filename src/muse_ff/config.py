@@ -150,6 +150,14 @@ class LevelConfig(StrictModel):
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 
+    @model_validator(mode="after")
+    def _dispersion_needs_edges_between_molecules(self):
+        if self.dispersion and self.edges == "within-component":
+            raise ValueError("levels[k].dispersion acts on the level's coarse edges, and edges: within-component "
+                             "leaves none between molecules, where that dispersion would act: use model.physical "
+                             "(C6 dispersion between all atoms, no cutoff) instead, or edges: all")
+        return self
+
     @field_validator("anchors")
     @classmethod
     def _anchors(cls, v: Any) -> Any:

@@ -70,11 +70,12 @@ def test_graphene_contestants_pair_every_backbone_with_its_muse_version():
     budget = graphene.BUDGETS["default"]
     got = graphene.contestants(budget, "default")
     assert list(got) == ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint",
-                         "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
+                         "MuSE-intra(PaiNN)+phys+Eint", "SO3krates", "MuSE(SO3krates)", "MACE", "MuSE(MACE)"]
     assert got["MACE"]["backbone"] == contestants.SMALL_BACKBONES["MACE"] and got["MACE"]["levels"] == []
     assert got["MuSE(SO3krates)"]["levels"] == contestants.MUSE_LEVELS
     assert got["PaiNN"] == common.contestant_config(budget, common.MODELS["PaiNN"])
-    assert {graphene.reference_of(n, got) for n in got} == {None, "PaiNN", "MuSE(PaiNN)", "MACE", "SO3krates"}
+    assert {graphene.reference_of(n, got) for n in got} == {None, "PaiNN", "MuSE(PaiNN)", "MACE", "SO3krates",
+                                                             "MuSE(PaiNN)+phys+Eint"}
     assert graphene.reference_of("MuSE(PaiNN)+phys+Eint", got) == "MuSE(PaiNN)"  # then, in the verdicts, PaiNN
     assert graphene.reference_of("PaiNN+LES", got) == "PaiNN" and graphene.reference_of("MuSE(MACE)", got) == "MACE"
     counts = graphene.seed_counts(list(got), "default", seeds=4)
@@ -120,3 +121,16 @@ def test_graphene_scores_split_seen_and_unseen_curves():
     assert s["seen_curve_inside"] == pytest.approx(10.0) and s["unseen_curve_inside"] == pytest.approx(40.0)
     assert s["unseen_curve_beyond"] == pytest.approx(40.0) and s["unseen_F_samples"] == 7.0
     assert math.isnan(s["seen_F_samples"]) and math.isnan(s["unseen_periodic"])
+
+
+def test_each_contestant_is_judged_against_the_same_model_without_what_it_adds():
+    from muse_ff.bench.common import comparisons, reference_of
+
+    names = ["PaiNN", "MuSE(PaiNN)", "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "MuSE-intra(PaiNN)+phys+Eint"]
+    assert reference_of("MuSE(PaiNN)", names) == "PaiNN" and reference_of("PaiNN+phys+Eint", names) == "PaiNN"
+    assert reference_of("MuSE-intra(PaiNN)+phys+Eint", names) == "MuSE(PaiNN)+phys+Eint"
+    assert comparisons("MuSE(PaiNN)+phys+Eint", names) == ["PaiNN+phys+Eint", "MuSE(PaiNN)", "PaiNN"]
+    assert comparisons("MuSE-intra(PaiNN)+phys+Eint", names) == [
+        "PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "MuSE(PaiNN)", "PaiNN"]
+    assert comparisons("MuSE-intra(PaiNN)+phys+Eint", names[:3]) == ["PaiNN+phys+Eint"]
+    assert comparisons("PaiNN", names) == []

@@ -175,3 +175,11 @@ def test_the_coarse_graph_within_components_is_the_full_graph_filtered(periodic)
         have = sorted((i, j, *map(int, s)) for (i, j), s in zip(got_e.T.tolist(), got_s.tolist()))
         assert have == sorted(want)
         assert any(a[0] == a[1] for a in have) == (periodic and cutoff > box)  # the repeating lone node only
+
+
+def test_coarse_dispersion_without_edges_between_molecules_is_refused():
+    from muse_ff.config import ConfigError
+
+    with pytest.raises(ConfigError, match="dispersion.*within-component.*model.physical"):
+        build_model({"backbone": PAINN, "levels": [{"dispersion": True, "edges": "within-component"}]})
+    build_model({"backbone": PAINN, "levels": [{"dispersion": True}]})  # with every edge it stays

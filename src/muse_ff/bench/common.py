@@ -549,7 +549,12 @@ def comparisons(name: str, names) -> list[str]:
 
 
 def reference_of(name: str, names) -> str | None:
-    """The plain backbone a contestant is judged against: ``MuSE(X)`` and ``X+...`` -> ``X`` (when present)."""
+    """The contestant ``name`` is judged against: ``MuSE(X)`` and ``X+...`` -> ``X``, a variant ``MuSE-v(X)+S``
+    -> ``MuSE(X)+S`` (when present)."""
+    variant = re.fullmatch(r"MuSE-[\w-]+\(([^()]+)\)(\+.+)?", name)
+    if variant is not None:
+        ref = f"MuSE({variant.group(1)}){variant.group(2) or ''}"
+        return ref if ref in names else None
     if name.startswith("MuSE(") and name.endswith(")"):
         ref = name[5:-1]
     elif "+" in name:
