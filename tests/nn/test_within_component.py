@@ -157,7 +157,8 @@ def test_the_coarse_graph_within_components_is_the_full_graph_filtered(periodic)
     component = torch.tensor(np.r_[np.arange(40), np.repeat([40, 41, 42, 43], 5)])  # 40 alone, 4 of five nodes
     image = torch.tensor(rng.integers(-1, 2, size=(60, 3)), dtype=torch.float64)
     free = torch.eye(3, dtype=torch.float64).repeat(60, 1, 1)
-    free[component == 43] = torch.diag(torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))  # one component repeats along a and b
+    # one component repeats along a and b
+    free[component == 43] = torch.diag(torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
     free[5] = torch.zeros(3, 3)  # and one lone node repeats along every direction
     if not periodic:
         image.zero_()
