@@ -128,8 +128,9 @@ class LevelConfig(StrictModel):
             below n0 at any density: sums where coarse nodes are sparse (gas phase), means where they are
             dense (a liquid, with one coarse node per molecule, or a tiny periodic cell). Default 8.
         edges: which coarse nodes exchange messages at this level. ``"all"`` (default): every pair within the
-            cutoff. ``"within-component"``: only pairs whose reference atoms are in the same covalent component
-            (one molecule, or one bonded network such as a graphene sheet with its periodic images), so the
+            cutoff. ``"within-component"``: only pairs within one instance of a covalent component (one
+            molecule, not its periodic copies; or one bonded network such as a graphene sheet, whose periodic
+            images are itself; :func:`muse_ff.nn.pooling.coarse_graph`), so the
             hierarchy carries non-local effects along bonds and across a structure, and nothing between
             molecules: their interaction is then the atom level's within its cutoff plus the physical long-range
             terms (``model.physical``), whose form extrapolates to molecules never trained on
