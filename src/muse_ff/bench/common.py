@@ -534,18 +534,14 @@ def comparisons(name: str, names) -> list[str]:
     adds), a variant ``MuSE-v(X)+S`` against ``MuSE(X)+S``, then down :func:`reference_of`'s chain
     (``MuSE(X)+S`` -> ``MuSE(X)`` -> ``X``)."""
     out: list[str] = []
-    match = re.fullmatch(r"MuSE(-[\w-]+)?\(([^()]+)\)(\+.+)?", name)
-    if match is not None and match.group(3):
-        variant, backbone, suffix = match.groups()
-        out.append(backbone + suffix)
-        if variant:
-            out.append(f"MuSE({backbone}){suffix}")
+    match = re.fullmatch(r"MuSE(?:-[\w-]+)?\(([^()]+)\)(\+.+)", name)
+    if match is not None:
+        out.append(match.group(1) + match.group(2))
     ref = reference_of(name, names)
     while ref is not None:
         out.append(ref)
         ref = reference_of(ref, names)
-    seen: set[str] = set()
-    return [r for r in out if r in names and r != name and not (r in seen or seen.add(r))]
+    return [r for r in dict.fromkeys(out) if r in names and r != name]
 
 
 def reference_of(name: str, names) -> str | None:

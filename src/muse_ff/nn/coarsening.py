@@ -105,12 +105,13 @@ def bond_graph(positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc
     _, comp = connected_components(adj, directed=False)
     image = _unwrap(n, i, j, s, comp)
     bad = np.any(image[j] != image[i] + s, axis=1)
+    bad_comp = comp[i[bad]]
     percolating = np.zeros(int(comp.max()) + 1 if n else 0, dtype=bool)
-    percolating[comp[i[bad]]] = True
+    percolating[bad_comp] = True
     free = np.tile(np.eye(3), (len(percolating), 1, 1))
     defects = image[i[bad]] + s[bad] - image[j[bad]]  # the images each percolating component is bonded to
     for c in np.flatnonzero(percolating):
-        d = defects[comp[i[bad]] == c].astype(float)
+        d = defects[bad_comp == c].astype(float)
         _, sv, vt = np.linalg.svd(d, full_matrices=True)
         span = vt[: int((sv > 1e-8).sum())]
         free[c] = np.eye(3) - span.T @ span

@@ -109,13 +109,14 @@ def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cu
     inner radius of :data:`CORE`, left out), frame by frame; the nodes of each frame are contiguous. Shifts in
     the positions' dtype.
 
-    With ``component`` ([m] covalent component of each node), ``node_image`` and ``node_free`` (the
-    :class:`~muse_ff.data.graph.LevelTopology` fields) only edges within one *instance* of a component are
-    kept: the edge i <- (j, S) when i and j share a component and ``S - (image_j - image_i)`` has no part along
-    the directions the component does not repeat along. A molecule's periodic copies are other molecules (no
-    edge to them), a sheet's are the sheet itself (edges kept), a graphite layer's copy one c vector away is
-    another layer. Nodes that are alone in a component that does not repeat can have no edge and are left out
-    of the neighbour search (in a molecular liquid with one node per molecule nothing is searched at all)."""
+    With ``component`` ([m] covalent component of each node; ``node_image`` and ``node_free`` are then the
+    :class:`~muse_ff.data.graph.LevelTopology` fields, and are not read without it) only edges within one
+    *instance* of a component are kept: the edge i <- (j, S) when i and j share a component and
+    ``S - (image_j - image_i)`` has no part along the directions the component does not repeat along. A
+    molecule's periodic copies are other molecules (no edge to them), a sheet's are the sheet itself (edges
+    kept), a graphite layer's copy one c vector away is another layer. Nodes that are alone in a component that
+    does not repeat can have no edge and are left out of the neighbour search (in a molecular liquid with one
+    node per molecule nothing is searched at all)."""
     pos = positions.detach()
     if not bool(torch.isfinite(pos).all()):
         raise NonFiniteError("a coarse level's positions are not finite (NaN or inf): the model's features "
@@ -130,7 +131,7 @@ def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cu
     lo = 0
     for b in range(int(cell.shape[0])):
         hi = lo + int(counts[b])
-        if bool(alone[lo:hi].any()):
+        if component is not None and bool(alone[lo:hi].any()):
             keep = torch.nonzero(~alone[lo:hi]).squeeze(1)
             e, s = radius_graph(pos[lo:hi][keep], cell[b], pbc[b], cutoff, core)
             e = keep[e]
@@ -161,7 +162,7 @@ class CoarseLevel(nn.Module):
         self.ratio = float(config.ratio)
         self.saturation = float(config.saturation)
         self.core = (float(CORE[0]), float(CORE[1]))
-        self.within_component = getattr(config, "edges", "all") == "within-component"
+        self.within_component = config.edges == "within-component"
         self.query = nn.Linear(fine_features, affinity_features, bias=False)
         self.key = nn.Linear(fine_features, affinity_features, bias=False)
         self.backbone = backbone_factory(fine_features + 1, self.cutoff, fine_vectors)
@@ -247,8 +248,7 @@ class CoarseLevel(nn.Module):
                                  "components (model.prepare adds them)")
             comp_c = atom_component[topo.ref_atom]
         edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0], comp_c,
-                                               topo.node_image if comp_c is not None else None,
-                                               topo.node_free if comp_c is not None else None)
+                                               topo.node_image, topo.node_free)
         return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
 
     def run(self, state: PoolState, cell: Tensor) -> BackboneOutput:
