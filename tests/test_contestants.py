@@ -46,8 +46,13 @@ def test_the_demo_takes_its_contestants_from_the_registry():
 def test_every_benchmark_takes_its_contestants_from_the_registry():
     assert common.MODELS is contestants.SUITES["bench"]
     assert nonlocal_chains.CONTESTANTS is contestants.SUITES["nonlocal"]
+    physical = {"physical": {}, "charges": True}
+    intra = [{"edges": "within-component"}, {"edges": "within-component"}]
     assert common.MODELS == {"PaiNN": {"levels": []}, "MuSE(PaiNN)": {"levels": [{}, {}]},
-                             "PaiNN+LES": {"levels": [], "long_range": {"kind": "latent-ewald", "smearing": 1.0}}}
+                             "PaiNN+LES": {"levels": [], "long_range": {"kind": "latent-ewald", "smearing": 1.0}},
+                             "PaiNN+phys": {"levels": [], **physical},
+                             "MuSE-intra(PaiNN)+phys": {"levels": intra, **physical}}
+    assert "bench" not in contestants.TRAINING  # single molecules without dipoles: energies and forces only
     for budgets in (graphene.BUDGETS, hessian.BUDGETS, {m: b for m, (b, _) in folding.BUDGETS.items()}):
         for budget in budgets.values():
             painn = {"name": "painn", "features": budget.features, "layers": budget.layers,
@@ -57,7 +62,7 @@ def test_every_benchmark_takes_its_contestants_from_the_registry():
             assert common.contestant_config(budget, common.MODELS["PaiNN+LES"]) == {
                 "backbone": painn, "cutoff": 5.0, "levels": [], "dtype": budget.dtype,
                 "long_range": {"kind": "latent-ewald", "smearing": 1.0}}
-    bench = list(contestants.SUITES["bench"])
+    bench = list(contestants.BENCH)
     binding = ["PaiNN+phys+Eint", "MuSE(PaiNN)+phys+Eint", "PaiNN+Eint", "MuSE-intra(PaiNN)+phys+Eint"]
     assert list(contestants.SUITES["graphene"]) == bench + binding
     assert all(contestants.SUITES["graphene"][n] == contestants.SUITES["bench"][n] for n in bench)

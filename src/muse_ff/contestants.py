@@ -8,8 +8,10 @@ long-range terms (``physical: {}`` with ``charges: true``). Each suite is one su
   the physical terms on PaiNN and on MuSE(PaiNN) with coarse edges only within each molecule, both also
   trained on interaction energies and dipoles: :data:`TRAINING`);
 - ``bench``: ``muse bench hessian``, ``folding`` and ``speed`` (two coarse levels with the
-  library defaults, :data:`MUSE_LEVELS`; LES smearing 1 Å, :data:`LES`);
-- ``graphene``: ``muse bench graphene``: the ``bench`` suite plus the physical terms on PaiNN and on
+  library defaults, :data:`MUSE_LEVELS`; LES smearing 1 Å, :data:`LES`; the physical terms on PaiNN and on
+  MuSE(PaiNN) with coarse edges only within components, :data:`BENCH_PHYSICAL`, trained on energies and
+  forces alone: these datasets have one molecule per frame and no dipoles);
+- ``graphene``: ``muse bench graphene``: :data:`BENCH` plus the physical terms on PaiNN and on
   MuSE(PaiNN) (with every coarse edge, and with coarse edges only within components, ``MuSE-intra``), each also
   trained on the samples' binding energies (:data:`TRAINING`), and PaiNN trained on them without the physical
   terms (the ablation);
@@ -66,6 +68,12 @@ BENCH: dict[str, dict] = {
     "MuSE(PaiNN)": {"levels": MUSE_LEVELS},
     "PaiNN+LES": {"levels": [], "long_range": LES},
 }
+#: the physical long-range terms on PaiNN and on MuSE(PaiNN) with coarse edges within components: the
+#: configuration recommended for long-range physics (docs/LONG_RANGE.md), in the single-molecule benchmarks
+BENCH_PHYSICAL: dict[str, dict] = {
+    "PaiNN+phys": {"levels": [], **PHYSICAL},
+    "MuSE-intra(PaiNN)+phys": {"levels": MUSE_INTRA_LEVELS, **PHYSICAL},
+}
 #: the contestants that also train on binding energies (:data:`TRAINING`): the physical terms on PaiNN and on
 #: MuSE(PaiNN), the ablation (the binding loss without the physical terms), and the physical terms on MuSE with
 #: coarse edges only within components (:data:`MUSE_INTRA_LEVELS`)
@@ -85,7 +93,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "PaiNN+phys": {"levels": [], **PHYSICAL},
         "MuSE-intra(PaiNN)+phys": {"levels": [{"cutoff": 18.0, "edges": "within-component"}], **PHYSICAL},
     },
-    "bench": BENCH,
+    "bench": {**BENCH, **BENCH_PHYSICAL},
     "graphene": {**BENCH, **BINDING},
     "nonlocal": {
         "PaiNN": {"levels": []},

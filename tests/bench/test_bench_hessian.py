@@ -57,7 +57,10 @@ def test_hessian_quick_trains_on_seen_molecules_and_reports_unseen_apart(tmp_pat
     content = _report(folder)
     res = content["results"]
     assert res["complete"] and res["held_out"] == ["naphthalene"] and res["trained_on"] == ["water", "benzene"]
-    assert res["seeds"] == {"PaiNN": 1, "MuSE(PaiNN)": 1, "PaiNN+LES": 1}
+    assert res["seeds"] == {"PaiNN": 1, "MuSE(PaiNN)": 1, "PaiNN+LES": 1, "PaiNN+phys": 1,
+                            "MuSE-intra(PaiNN)+phys": 1}
+    phys = res["models"]["MuSE-intra(PaiNN)+phys"][0]["molecules"]["naphthalene"]
+    assert len(phys["frequencies"]) == 3 * 18 - 6 and np.isfinite(phys["frequencies"]).all()
     # what the models were actually trained and validated on: no frame of the held-out molecule
     for split in ("train", "valid"):
         used = {_molecule(a.info["frame_id"]) for a in read(folder / "seed0" / "data" / f"{split}.extxyz", ":")}
@@ -122,3 +125,27 @@ def test_hessian_scores_pool_modes_per_group():
     assert s["unseen_mean_molecule_mae"] == pytest.approx((10.0 + 90.0) / 2)
     assert s["unseen_mae_low"] == pytest.approx(0.0) and s["unseen_F_samples"] == 7.0
     assert math.isnan(s["seen_F_samples"])
+
+
+def test_hessian_judges_the_physical_contestants_against_the_closest_model_and_painn():
+    names = ["PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys", "MuSE-intra(PaiNN)+phys"]
+    assert hessian.references("MuSE-intra(PaiNN)+phys", names) == ["PaiNN+phys", "PaiNN"]
+    assert hessian.reference_of("MuSE-intra(PaiNN)+phys", names) == "PaiNN+phys"  # what the hierarchy adds
+    assert hessian.references("PaiNN+phys", names) == ["PaiNN"]
+    assert hessian.references("MuSE(PaiNN)", names) == ["PaiNN"] and hessian.references("PaiNN", names) == []
+    assert hessian.references("MuSE-intra(PaiNN)+phys", ["PaiNN", "MuSE-intra(PaiNN)+phys"]) == ["PaiNN"]
+
+    def run(offset):
+        return {"molecules": {"a": {"frequencies": np.array([100.0 + offset, 1000.0]), "seen": False, "rmsd": 0.1,
+                                    "converged": True, "errors": hessian.frequency_errors(
+                                        np.array([100.0 + offset, 1000.0]), np.array([100.0, 1000.0]))}}}
+
+    minima = {"a": {"frequencies": np.array([100.0, 1000.0]), "seen": False}}
+    per_seed = {"PaiNN": [run(40.0), run(44.0)], "PaiNN+phys": [run(20.0), run(22.0)],
+                "MuSE-intra(PaiNN)+phys": [run(2.0), run(4.0)]}
+    rows = [r for r in hessian.verdict_rows(per_seed, minima) if r[1] == "unseen"]
+    assert [r[0] for r in rows] == ["PaiNN+phys vs PaiNN", "MuSE-intra(PaiNN)+phys vs PaiNN+phys",
+                                    "MuSE-intra(PaiNN)+phys vs PaiNN"]
+    assert all(r[3].startswith("better") for r in rows)  # mae_all: 1-2 vs 10-11 vs 20-22 cm^-1
+    summary = {r[0]: r[-1] for r in hessian.summary_rows(per_seed, minima, "unseen")}
+    assert summary["MuSE-intra(PaiNN)+phys"].startswith("vs PaiNN+phys: better")

@@ -70,7 +70,7 @@ def test_bench_folding_quick_runs_replicas_of_teacher_and_models(tmp_path, data_
     assert main(["bench", "folding", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir)]) == 0
     content = _report(tmp_path / "folding")
     res, md = content["results"], BUDGETS["quick"][1]
-    contestants = {"teacher", "PaiNN", "MuSE(PaiNN)", "PaiNN+LES"}
+    contestants = {"teacher", "PaiNN", "MuSE(PaiNN)", "PaiNN+LES", "PaiNN+phys", "MuSE-intra(PaiNN)+phys"}
     assert set(res["runs"]) == set(res["summaries"]) == set(res["comparisons"]) == contestants
     for name in contestants:
         assert len(res["runs"][name]) == len(res["summaries"][name]["transitions"]) == md.replicas

@@ -137,3 +137,45 @@ def test_start_structure_constrains_every_bond_to_hydrogen(data_dir):
     assert (start.numbers[pairs] == 1).sum(axis=1).tolist() == [1] * len(pairs)
     assert len(folding.bonds(top.reference)) == 141  # the OpenMM topology of chignolin has 141 bonds
     assert np.allclose(start.get_masses()[hydrogens], 3.0)
+
+
+def test_chignolin_frames_carry_the_force_fields_total_charge(data_dir):
+    """The physical contestants take each frame's total charge as an input: chignolin is -2 (charged termini,
+    Asp-, Glu-), from the force field's own charges, in the stored frames, the reference and every structure
+    the benchmark evaluates."""
+    pytest.importorskip("openmm")
+    from openmm import app
+
+    from muse_ff.teachers.amber import net_charge
+    from muse_ff.teachers.labelling import read_frames
+
+    assert net_charge(app.PDBFile(str(data_dir / "folding" / "chignolin.pdb")).topology) == -2
+    frames = read_frames(data_dir / "folding" / "folding.extxyz.xz")
+    assert {a.info["charge"] for a in frames} == {-2}
+    top = folding.topology(data_dir / "folding")
+    assert top.charge == -2 and folding.start_structure(top).info["charge"] == -2
+
+    class Seen(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            self.results = {"energy": float(self.atoms.info["charge"]), "forces": np.zeros((len(self.atoms), 3))}
+
+    pos = np.array([top.reference.positions] * 2)
+    assert folding.model_energies(Seen(), pos, top.reference.numbers, top.charge).tolist() == [-2.0, -2.0]
+
+
+def test_the_folding_builder_writes_the_total_charge_into_every_frame(data_dir, tmp_path):
+    pytest.importorskip("openmm")
+    from muse_ff.datasets import folding as dataset
+
+    cfg = dataset.FoldingConfig(temperatures=(300.0,), equilibration_ps=0.0, production_ps=0.06, frame_every_ps=0.03,
+                                observable_every_ps=0.03)
+    pdb_path = tmp_path / "chignolin.pdb"
+    pdb_path.write_bytes((data_dir / "folding" / "chignolin.pdb").read_bytes())
+    pdb, reference = dataset.minimised_reference(pdb_path, dataset.FoldingConfig(temperatures=(300.0,)))
+    numbers = np.array([a.element.atomic_number for a in pdb.topology.atoms()])
+    frames, _ = dataset.run_md(pdb, reference, 300.0, cfg, None, numbers, np.arange(3), np.flatnonzero(numbers > 1),
+                               dataset.net_charge(pdb.topology))
+    assert len(frames) == 2 and [a.info["charge"] for a in frames] == [-2, -2]

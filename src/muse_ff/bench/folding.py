@@ -99,12 +99,14 @@ BUDGETS = {
 
 @dataclass
 class Topology:
-    """CA and heavy-atom indices of chignolin and the folded reference positions [N, 3] (Å)."""
+    """CA and heavy-atom indices of chignolin, the folded reference positions [N, 3] (Å) and the peptide's
+    total charge (e; the input of the physical contestants' charges)."""
 
     ca: np.ndarray
     heavy: np.ndarray
     reference: Atoms
     pdb: Path
+    charge: int = 0
 
 
 def topology(folder: Path) -> Topology:
@@ -116,8 +118,17 @@ def topology(folder: Path) -> Topology:
             names.append(line[12:16].strip())
             elements.append(line[76:78].strip())
     ref = read(folder / "folding-reference.extxyz")
+    if "charge" in ref.info:
+        charge = int(ref.info["charge"])
+    else:  # a data build from before the frames carried their charge: the force field's
+        from openmm import app
+
+        from muse_ff.teachers.amber import net_charge
+
+        charge = net_charge(app.PDBFile(str(folder / "chignolin.pdb")).topology)
     return Topology(np.array([k for k, n in enumerate(names) if n == "CA"]),
-                    np.array([k for k, e in enumerate(elements) if e != "H"]), ref, folder / "chignolin.pdb")
+                    np.array([k for k, e in enumerate(elements) if e != "H"]), ref, folder / "chignolin.pdb",
+                    charge)
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -235,7 +246,7 @@ def start_structure(top: Topology) -> Atoms:
     from ase.constraints import FixBondLengths
 
     a = top.reference.copy()
-    a.info, a.calc = {}, None
+    a.info, a.calc = {"charge": top.charge}, None
     a.set_constraint(FixBondLengths([tuple(b) for b in bonds(a) if (a.numbers[b] == 1).any()]))
     a.set_masses(np.where(a.numbers == 1, 3.0, a.get_masses()))
     return a
@@ -324,11 +335,11 @@ def compare(reps: list[dict], teacher: list[dict], md: MDBudget) -> dict:
     return out
 
 
-def model_energies(calculator, positions: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-    """Energies (eV) of a calculator on frames [F, N, 3]."""
+def model_energies(calculator, positions: np.ndarray, numbers: np.ndarray, charge: int = 0) -> np.ndarray:
+    """Energies (eV) of a calculator on frames [F, N, 3] of total charge ``charge``."""
     out = []
     for pos in positions:
-        a = Atoms(numbers, positions=pos)
+        a = Atoms(numbers, positions=pos, info={"charge": charge})
         a.calc = calculator
         out.append(float(a.get_potential_energy()))
     return np.array(out)
@@ -484,8 +495,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     gaps = {}
     for name, t in trained.items():
         calc = MuSECalculator(t.path, device=device)
-        d = model_energies(calc, test_pos, top.reference.numbers) - test_e
-        dr = {s: model_energies(calc, p, top.reference.numbers) - e for s, (p, e) in held.items()}
+        d = model_energies(calc, test_pos, top.reference.numbers, top.charge) - test_e
+        dr = {s: model_energies(calc, p, top.reference.numbers, top.charge) - e for s, (p, e) in held.items()}
         gaps[name] = {"test": gap_error(d[test_folded], d[~test_folded]),
                       "replicas": gap_error(dr["folded"], dr["unfolded"])}
     report.add_table("training (validation frames): E meV/atom, F meV/Å",

@@ -252,9 +252,18 @@ def scores(result: dict, minima: dict) -> dict[str, float]:
     return out
 
 
+def references(name: str, names) -> list[str]:
+    """The contestants ``name`` is judged against, the closest first: those of
+    :func:`muse_ff.bench.common.comparisons` (``MuSE-intra(PaiNN)+phys`` -> ``PaiNN+phys``: what the hierarchy
+    adds to the same terms), then :data:`REFERENCE` (when present)."""
+    out = common.comparisons(name, names) + [REFERENCE]
+    return [r for r in dict.fromkeys(out) if r in names and r != name]
+
+
 def reference_of(name: str, names) -> str | None:
-    """The contestant ``name`` is judged against: :data:`REFERENCE` for every other one (when present)."""
-    return REFERENCE if name != REFERENCE and REFERENCE in names else None
+    """The closest of :func:`references` (the summary tables' verdict column), None for :data:`REFERENCE`."""
+    refs = references(name, names)
+    return refs[0] if refs else None
 
 
 def _verdict_text(v) -> str:
@@ -263,7 +272,7 @@ def _verdict_text(v) -> str:
 
 def summary_rows(per_seed: dict[str, list[dict]], minima: dict, group: str) -> list[list]:
     """One row per contestant: seeds, mean ± std over seeds of each score of ``group`` (seen/unseen), and
-    the verdict against :data:`REFERENCE` on the :data:`HEADLINE` scores."""
+    the verdict against the closest of its :func:`references` on the :data:`HEADLINE` scores."""
     s = {name: [scores(r, minima) for r in runs] for name, runs in per_seed.items()}
     rows = []
     for name, runs in s.items():
@@ -279,14 +288,13 @@ def summary_columns() -> list[str]:
 
 
 def verdict_rows(per_seed: dict[str, list[dict]], minima: dict) -> list[list]:
-    """One row per (contestant, :data:`REFERENCE`) and group: the verdict on every score with the difference
-    of the means and the combined spread."""
+    """One row per (contestant, each of its :func:`references`) and group: the verdict on every score with the
+    difference of the means and the combined spread."""
     s = {name: [scores(r, minima) for r in runs] for name, runs in per_seed.items()}
     rows = []
     for group in ("unseen", "seen"):
         for name, runs in s.items():
-            ref = reference_of(name, s)
-            if ref is not None:
+            for ref in references(name, s):
                 rows.append([f"{name} vs {ref}", group, f"{len(runs)} / {len(s[ref])}",
                              *[_verdict_text(verdict([x[f"{group}_{k}"] for x in runs],
                                                      [x[f"{group}_{k}"] for x in s[ref]])) for k, _, _ in SCORES]])
@@ -399,8 +407,9 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
                              f"over the molecules), mean RMSD of the model minima, imaginary modes in all, sample "
                              f"errors; mean ± std over seeds. {VERDICT_RULE}", summary_columns(),
                              summary_rows(per_seed, minima, group))
-        report.add_table(f"verdicts against {REFERENCE}{status} (difference of means ± combined spread; negative = "
-                         "lower)", ["contestant", "molecules", "seeds", *[c for _, c, _ in SCORES]],
+        report.add_table(f"verdicts against {REFERENCE} and the closest contestant{status} (difference of means "
+                         "± combined spread; negative = lower)",
+                         ["contestant", "molecules", "seeds", *[c for _, c, _ in SCORES]],
                          verdict_rows(per_seed, minima))
         report.add_table(f"per molecule{status} (cm^-1; RMSD of the model minimum to the teacher's, Å; mean ± std "
                          "over seeds; imaginary modes and converged relaxations summed over seeds)",

@@ -26,7 +26,7 @@ import numpy as np
 from ase import Atoms
 
 from muse_ff.datasets import common
-from muse_ff.teachers.amber import build_system
+from muse_ff.teachers.amber import build_system, net_charge
 from muse_ff.teachers.base import require
 
 SEQUENCE = "GYDPETGTWG"
@@ -143,8 +143,9 @@ def _split(t: float, total: float) -> str:
 
 
 def run_md(pdb, reference_nm, temperature: float, cfg: FoldingConfig, n_frames: int | None,
-           numbers: np.ndarray, ca: np.ndarray, heavy: np.ndarray) -> tuple[list[Atoms], list[dict]]:
-    """One Langevin run from the reference: (unlabelled frames, observable rows every ``observable_every_ps``)."""
+           numbers: np.ndarray, ca: np.ndarray, heavy: np.ndarray, charge: int = 0) -> tuple[list[Atoms], list[dict]]:
+    """One Langevin run from the reference: (unlabelled frames with ``info['charge'] = charge``, the peptide's
+    total charge; observable rows every ``observable_every_ps``)."""
     sim, unit = _simulation(pdb, temperature, cfg)
     sim.context.setPositions(reference_nm)
     sim.context.setVelocitiesToTemperature(temperature * unit.kelvin, cfg.seed)
@@ -165,7 +166,7 @@ def run_md(pdb, reference_nm, temperature: float, cfg: FoldingConfig, n_frames: 
         if k % obs_per_frame == 0:
             atoms = Atoms(numbers, positions=pos)
             j = len(frames)
-            atoms.info.update({"frame_id": f"T{temperature:.0f}/{j:04d}",
+            atoms.info.update({"frame_id": f"T{temperature:.0f}/{j:04d}", "charge": charge,
                                "folded": int(row["rmsd_ca"] < cfg.rmsd_folded), "split": _split(t, cfg.production_ps),
                                **{key: round(v, 6) for key, v in row.items() if key != "potential_md"}})
             frames.append(atoms)
@@ -231,16 +232,18 @@ def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool 
     numbers = np.array([a.element.atomic_number for a in pdb.topology.atoms()])
     ca = np.array([a.index for a in pdb.topology.atoms() if a.name == "CA"])
     heavy = np.flatnonzero(numbers > 1)
+    charge = net_charge(pdb.topology)
     frames, rows = [], []
     for temp in cfg.temperatures[:1] if subset else cfg.temperatures:
-        f, r = run_md(pdb, reference, temp, cfg, cfg.subset_frames if subset else None, numbers, ca, heavy)
+        f, r = run_md(pdb, reference, temp, cfg, cfg.subset_frames if subset else None, numbers, ca, heavy, charge)
         frames, rows = frames + f, rows + r
     settings = {"pdb": str(pdb_path)}
     work = out_dir / f"_work-{stem}"
     labelled, report = common.label_with_teacher(frames, "amber14-gbn2", settings, work, workers, progress)
     files = [common.write_frames(out_dir / f"{stem}.extxyz.xz", labelled), pdb_path,
              _write_observables(out_dir / f"{stem}-observables.csv", rows)]
-    ref_atoms = Atoms(numbers, positions=np.asarray(reference.value_in_unit(reference.unit)) * 10.0)
+    ref_atoms = Atoms(numbers, positions=np.asarray(reference.value_in_unit(reference.unit)) * 10.0,
+                      info={"charge": charge})
     files.append(common.write_frames(out_dir / f"{stem}-reference.extxyz", [ref_atoms]))
     seconds = common.timer() - start
     from muse_ff.teachers import TEACHERS
@@ -248,8 +251,9 @@ def build(out_dir: Path, subset: bool = False, workers: int = 1, progress: bool 
     extra = (f"- MD: temperatures {list(cfg.temperatures)} K, {cfg.equilibration_ps} ps equilibration + "
              f"{cfg.production_ps} ps each, {cfg.timestep_fs} fs steps, frames every "
              f"{cfg.frame_every_ps} ps, seed {cfg.seed}; split by time blocks (80/10/10) in each run\n"
-             "- extra info keys: `temperature` (K), `time_ps`, `end_to_end` (Å, CA1-CA10), `rg` (Å, heavy "
-             f"atoms), `rmsd_ca` (Å, to the reference), `folded` (rmsd_ca < {cfg.rmsd_folded} Å)\n"
+             f"- extra info keys: `charge` (e, the peptide's total charge: {charge}), `temperature` (K), `time_ps`, "
+             "`end_to_end` (Å, CA1-CA10), `rg` (Å, heavy atoms), `rmsd_ca` (Å, to the reference), "
+             f"`folded` (rmsd_ca < {cfg.rmsd_folded} Å)\n"
              f"- files: `{pdb_path.name}` (topology for the teacher: `muse label ... --teacher amber14-gbn2 --pdb "
              f"{pdb_path.name}`), `{stem}-reference.extxyz` (minimised reference structure), "
              f"`{stem}-observables.csv` (observables of the teacher's own trajectories)\n" + _summary(rows, cfg))

@@ -34,6 +34,18 @@ def build_system(topology, constraints=None):
     return forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=constraints)
 
 
+def net_charge(topology) -> int:
+    """The total charge (e) of ``topology`` under amber14: the sum of its NonbondedForce charges, rounded
+    (chignolin with charged termini, Asp- and Glu-: -2). Labelled frames carry it as ``info['charge']``, the
+    input of models with physical charges."""
+    mm = require("openmm", "amber14-gbn2")
+    unit = require("openmm.unit", "amber14-gbn2")
+    force = next(f for f in build_system(topology).getForces() if isinstance(f, mm.NonbondedForce))
+    total = sum(force.getParticleParameters(k)[0].value_in_unit(unit.elementary_charge)
+                for k in range(force.getNumParticles()))
+    return int(round(total))
+
+
 class AmberGBn2Teacher(Teacher):
     """Amber14 + GBn2 (OpenMM). Settings:
 
