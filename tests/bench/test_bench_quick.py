@@ -87,6 +87,12 @@ def test_bench_folding_quick_runs_replicas_of_teacher_and_models(tmp_path, data_
     test_gap = res["energy_gaps"]["PaiNN"]["test"]
     assert test_gap["n_folded"] > 0 and test_gap["n_unfolded"] > 0 and test_gap["mae"] >= abs(test_gap["bias"])
     assert res["split"]["train"] > 0 and res["split"]["test"] > 0
+    # a second run with one contestant reuses the teacher's replicas (same MD settings, fixed seeds)
+    assert main(["bench", "folding", "--quick", "--output-dir", str(tmp_path), "--data-dir", str(data_dir),
+                 "--contestants", "painn+phys"]) == 0
+    again = _report(tmp_path / "folding")["results"]
+    assert set(again["runs"]) == {"teacher", "PaiNN+phys"}
+    assert again["runs"]["teacher"] == res["runs"]["teacher"]  # the same numbers, wall times included: reused
 
 
 def test_bench_speed_quick_times_both_models(tmp_path, data_dir):

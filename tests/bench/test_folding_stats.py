@@ -179,3 +179,35 @@ def test_the_folding_builder_writes_the_total_charge_into_every_frame(data_dir, 
     frames, _ = dataset.run_md(pdb, reference, 300.0, cfg, None, numbers, np.arange(3), np.flatnonzero(numbers > 1),
                                dataset.net_charge(pdb.topology))
     assert len(frames) == 2 and [a.info["charge"] for a in frames] == [-2, -2]
+
+
+def test_teacher_replicas_are_reused_only_with_the_same_md_settings(tmp_path, data_dir):
+    top = folding.topology(data_dir / "folding")
+    md = folding.MDBudget(replicas=1, steps=400, interval=10, timestep=1.0)
+    start, bond_list = folding.start_structure(top), folding.bonds(top.reference)
+    r = folding.run_replica(start, _Pull(), md, top, bond_list, seed=0)
+    stamp = folding._stamp(md, start)
+    path = folding.save_replicas(tmp_path / "md" / "teacher" / "replicas.npz", [r], stamp)
+    (back,) = folding.load_replicas(path, stamp)
+    assert set(back) == set(r) and back["failed_at_ps"] == r["failed_at_ps"] and back["steps"] == r["steps"]
+    assert all(np.array_equal(back[k], r[k]) for k in folding.REPLICA_ARRAYS)
+    longer = folding.MDBudget(replicas=1, steps=800, interval=10, timestep=1.0)
+    assert folding.load_replicas(path, folding._stamp(longer, start)) is None
+    moved = start.copy()
+    moved.positions[0, 0] += 0.01
+    assert folding.load_replicas(path, folding._stamp(md, moved)) is None
+    assert folding.load_replicas(tmp_path / "none.npz", stamp) is None
+
+
+def test_a_trained_model_is_reused_only_on_frames_with_the_same_charges():
+    from ase import Atoms
+
+    from muse_ff.bench.common import _fingerprint
+
+    a = Atoms("H2O", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], info={"REF_energy": -1.0})
+    b = a.copy()
+    b.info["charge"] = -1
+    c = a.copy()
+    c.info["charge"] = 0
+    assert len({_fingerprint([a]), _fingerprint([b]), _fingerprint([c])}) == 3
+    assert _fingerprint([a]) == _fingerprint([a.copy()])

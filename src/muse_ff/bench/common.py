@@ -171,7 +171,8 @@ def train_pair(train_frames: Sequence[Atoms], valid_frames: Sequence[Atoms], out
 
 
 def _fingerprint(*frame_lists: Sequence[Atoms]) -> str:
-    """A hash of the frames' species, positions and energies: a reused model must have seen the same data."""
+    """A hash of the frames' species, positions, energies and total charges: a reused model must have seen the
+    same data (a physical model trained before the frames carried their charge is trained again)."""
     import hashlib
 
     import numpy as np
@@ -183,6 +184,8 @@ def _fingerprint(*frame_lists: Sequence[Atoms]) -> str:
             h.update(a.numbers.tobytes())
             h.update(np.round(a.positions, 6).tobytes())
             h.update(repr(a.info.get("REF_energy")).encode())
+            if "charge" in a.info:
+                h.update(b"charge" + repr(float(a.info["charge"])).encode())
     return h.hexdigest()[:16]
 
 

@@ -451,12 +451,55 @@ def _json_run(r: dict) -> dict:
     return {k: v for k, v in r.items() if k not in ("positions",)}
 
 
+#: the arrays of one replica kept on disk (``OUT/md/<name>/replicas.npz``)
+REPLICA_ARRAYS = ("time_ps", "energy", "temperature", "positions", *RANGES)
+
+
+def _stamp(md: MDBudget, start: Atoms) -> str:
+    """What the teacher's replicas depend on: the MD settings and the start structure."""
+    import hashlib
+
+    h = hashlib.sha256(repr(md).encode())
+    h.update(np.round(start.positions, 6).tobytes())
+    h.update(start.get_masses().tobytes())
+    return h.hexdigest()[:16]
+
+
+def save_replicas(path: Path, reps: list[dict], stamp: str) -> Path:
+    """Write ``reps`` (:func:`run_replica` results) to ``path`` (.npz) with their ``stamp``."""
+    import json
+
+    meta = [{k: r[k] for k in ("failed_at_ps", "error", "wall_s", "steps")} for r in reps]
+    np.savez_compressed(_mkdir(path.parent) / path.name, stamp=np.array(stamp), meta=np.array(json.dumps(meta)),
+                        **{f"{k}_{i}": r[k] for i, r in enumerate(reps) for k in REPLICA_ARRAYS})
+    return path
+
+
+def load_replicas(path: Path, stamp: str) -> list[dict] | None:
+    """The replicas saved by :func:`save_replicas` at ``path`` if their stamp is ``stamp``, else None."""
+    import json
+
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        if "stamp" not in z.files or str(z["stamp"]) != stamp:
+            return None
+        meta = json.loads(str(z["meta"]))
+        return [{**{k: z[f"{k}_{i}"] for k in REPLICA_ARRAYS}, **m} for i, m in enumerate(meta)]
+
+
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
-        retrain: bool = False, console: Console | None = None) -> dict:
+        retrain: bool = False, console: Console | None = None,
+        contestants_filter: str | list[str] | None = None) -> dict:
     """Train the models on early time blocks of the teacher's MD, run the same replicas with every model and
-    the teacher, compare distributions, energy gaps on held-out frames, stability and speed."""
+    the teacher, compare distributions, energy gaps on held-out frames, stability and speed.
+
+    ``contestants_filter``: names (comma-separated or a list) of the models to train and run, default all.
+    The teacher's replicas are kept in ``OUT/md/teacher/replicas.npz`` and reused by a later run with the same
+    MD settings (its seeds are fixed), so contestants can be added to a folder one run at a time."""
+    from muse_ff.bench.common import MODELS, contestant_config
     from muse_ff.calculator import MuSECalculator
-    from muse_ff.contestants import slug
+    from muse_ff.contestants import select, slug
     from muse_ff.datasets.folding import CONFIG
     from muse_ff.teachers.labelling import read_frames
 
@@ -466,13 +509,21 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     folder = Path(data_dir) / FOLDER
     frames, top = read_frames(folder / "folding.extxyz.xz"), topology(folder)
     split = time_block_split(frames, CONFIG.production_ps)
-    trained = train_pair(split["train"], split["valid"], out, budget, progress, retrain, console)
+    names = select(contestants_filter, list(MODELS))
+    trained = train_pair(split["train"], split["valid"], out, budget, progress, retrain, console,
+                         models={n: contestant_config(budget, MODELS[n]) for n in names})
     device = _md_device(mode)
     calculators = {"teacher": lambda: teacher_calculator(top)}
     calculators.update({name: (lambda p=t.path: MuSECalculator(p, device=device)) for name, t in trained.items()})
     start, bond_list = start_structure(top), bonds(top.reference)
+    stamp = _stamp(md, start)
     runs: dict[str, list[dict]] = {}
     for name, make in calculators.items():
+        path = out / "md" / slug(name) / "replicas.npz"
+        if name == "teacher" and (kept := load_replicas(path, stamp)) is not None:
+            runs[name] = kept
+            console.print(f"reusing the teacher's {len(kept)} replicas in {path}")
+            continue
         runs[name] = []
         calc = make()
         for k in range(md.replicas):
@@ -481,9 +532,7 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
             console.print(f"MD {name} replica {k + 1}/{md.replicas}: {r['steps']}/{md.steps} steps in "
                           f"{r['wall_s']:.0f} s, transitions {transitions(r['rmsd_ca'])}"
                           + (f", blew up at {r['failed_at_ps']:.2f} ps" if r["failed_at_ps"] is not None else ""))
-        np.savez_compressed(_mkdir(out / "md" / slug(name)) / "replicas.npz",
-                            **{f"{k}_{i}": r[k] for i, r in enumerate(runs[name])
-                               for k in ("time_ps", "energy", "positions")})
+        save_replicas(path, runs[name], stamp)
     summaries = {name: summarise(reps, md) for name, reps in runs.items()}
     comparisons = {name: compare(reps, runs["teacher"], md) for name, reps in runs.items()}
     # folded-minus-unfolded energy gaps on teacher frames no model trained on

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "benchmarks that take them (nonlocal, graphene, hessian; default: the mode's, 3, or 1 with --quick)")
     parser.add_argument("--contestants", default=None, help="comma-separated contestants to train, by name or "
                         "folder name (e.g. 'PaiNN,MuSE(PaiNN)' or painn,muse_painn), for the benchmarks that take "
-                        "it (graphene, hessian, nonlocal); default: all")
+                        "it (graphene, hessian, folding, nonlocal); default: all")
 
 
 def run(args: argparse.Namespace) -> int:
