@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -107,15 +108,17 @@ def evaluate_demo_model(path: Path, test: list[Atoms]) -> dict:
 def comparison_table(results: dict[str, dict]) -> Table:
     """One row per model: size, time, test energy/force MAE and interaction-energy MAE per separation bin."""
     table = Table(title="MAE on held-out test frames: E (meV/atom), F (meV/Å), Eint = interaction energy (meV) "
-                        "by separation")
+                        "by separation", box=box.SIMPLE_HEAD, pad_edge=False)
     bins = list(next(iter(results.values())).get("interaction_mae_meV", {}))
-    table.add_column("model", no_wrap=True)
-    for col in ["params", "train s", "E", "F"] + [f"Eint {b}" for b in bins]:
-        table.add_column(col, justify="right")
-    for name, r in results.items():
-        m = r["metrics"]
-        table.add_row(name, str(r["params"]), f"{r['train_time_s']:.0f}", f"{m['energy_mae']:.2f}",
-                      f"{m['forces_mae']:.1f}", *[f"{r['interaction_mae_meV'][b]:.1f}" for b in bins])
+    rows = [[name, str(r["params"]), f"{r['train_time_s']:.0f}", f"{r['metrics']['energy_mae']:.2f}",
+             f"{r['metrics']['forces_mae']:.1f}", *[f"{r['interaction_mae_meV'][b]:.1f}" for b in bins]]
+            for name, r in results.items()]
+    for k, col in enumerate(["model", "params", "train\ns", "E", "F"] + [f"Eint\n{b}" for b in bins]):
+        # every number and header word whole: the table fits 80 columns
+        table.add_column(col, justify="left" if k == 0 else "right",
+                         min_width=max(max(len(row[k]) for row in rows), *map(len, col.split("\n"))))
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
