@@ -63,5 +63,22 @@ def test_a_water_box_with_coarse_edges_only_within_molecules_is_not_warned_about
     within = estimated_coarse_edges(graph, [10.0, 12.0], [True, True])
     every = estimated_coarse_edges(graph, [10.0, 12.0])
     assert within[0] * 60 < every[0]  # one node per component: n_c = 1 against 68
+    assert within == [0.0, 0.0]  # a molecule has no edge to its own images: at most n_c (n_c - 1) = 0
     states = model.coarse_grain(graph)
     assert [int(s.edge_index.shape[1]) for s in states][0] == 0
+
+
+def test_a_sheet_that_repeats_keeps_its_periodic_estimate_with_edges_within_components():
+    """A periodic graphene sheet is one component bonded to its own images: within-component keeps every
+    coarse edge, and the estimate is the one of every edge (not capped at n (n - 1))."""
+    from ase.build import graphene
+
+    model = build_model({"backbone": {"name": "painn", "features": 8, "layers": 1},
+                         "levels": [{"edges": "within-component"}]})
+    sheet = graphene(size=(6, 6, 1), vacuum=None)
+    sheet.cell[2, 2] = 12.0
+    sheet.pbc = True
+    graph, _ = _prepare(model, sheet)
+    within, every = estimated_coarse_edges(graph, [10.0], [True]), estimated_coarse_edges(graph, [10.0])
+    m = graph.coarse[0].num_nodes
+    assert within == every and within[0] > m * (m - 1)  # images within 10 Å of a 14.8 Å sheet

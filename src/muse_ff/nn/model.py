@@ -303,7 +303,8 @@ def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float],
     (4/3 pi r_k^3) / V`` for ``n_k`` nodes spread evenly over the volume ``V`` (the cell; for a free frame the
     atoms' bounding box, each side at least 1 Å, and at most ``n_k (n_k - 1)`` edges). A level with
     ``within[k]`` (``edges: within-component``) counts only pairs inside each covalent component: the same sum
-    over components, each with its own ``n_kc``."""
+    over components, each with its own ``n_kc``, and at most ``n_kc (n_kc - 1)`` for a component that does not
+    repeat along a periodic direction (a molecule has no edge to its own images; a sheet or crystal does)."""
     pos = graph.positions.detach().double()
     pbc = bool(graph.pbc.reshape(-1, 3)[0].all()) if graph.pbc.numel() else False
     if pbc:
@@ -315,12 +316,17 @@ def estimated_coarse_edges(graph: Graph, cutoffs: Sequence[float],
     out = []
     for topo, rc, w in zip(graph.coarse, cutoffs, within):
         if w and graph.component is not None:
-            counts = torch.bincount(graph.component[topo.ref_atom]).double()
-            counts = counts[counts > 0]
+            comp = graph.component[topo.ref_atom]
+            counts = torch.bincount(comp).double()
+            repeats = torch.diagonal(topo.node_free, dim1=1, dim2=2).sum(-1) < 2.5  # bonded to its own images
+            capped = torch.bincount(comp, weights=repeats.double(), minlength=len(counts)) == 0
+            keep = counts > 0
+            counts, capped = counts[keep], capped[keep] | (not pbc)
         else:
             counts = torch.tensor([float(topo.num_nodes)], dtype=torch.float64)
+            capped = torch.tensor([not pbc])
         e = counts**2 * ((4.0 / 3.0) * math.pi * rc**3 / max(volume, 1e-9))
-        out.append(float(e.sum() if pbc else torch.minimum(e, counts * (counts - 1.0)).sum()))
+        out.append(float(torch.where(capped, torch.minimum(e, counts * (counts - 1.0)), e).sum()))
     return out
 
 
