@@ -33,6 +33,11 @@ Compared with the teacher's replicas:
 - stability: the time of the first frame with a bond more than 30 % off its reference length (or a failed
   step) in each replica, which ends that replica; observables use the frames before it;
 - speed: ns/day of each contestant's MD.
+
+Contestants: the registry's ``bench`` suite (PaiNN, MuSE(PaiNN), PaiNN+LES and the physical terms on PaiNN
+and on MuSE-intra(PaiNN)); the physical ones take chignolin's total charge (-2, every frame's
+``info['charge']``) as the sum of their charges. ``--contestants`` picks some; the teacher's replicas are
+kept in the output folder and reused while the MD settings are the same (:func:`load_replicas`).
 """
 
 from __future__ import annotations

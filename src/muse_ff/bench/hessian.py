@@ -23,11 +23,13 @@ modes, the RMSD of the relaxed geometry, and the energy and force errors on norm
 test-split samples; unseen: every sample of the held-out molecules); and per molecule. Transfer to the
 unseen molecules is the verdict that counts.
 
-**Seeds.** PaiNN, MuSE(PaiNN) and PaiNN+LES (the registry's ``bench`` suite) train with :data:`SEEDS` seeds
-each (``--seeds``); a seed draws the initial weights and the order of the training frames
-(:func:`muse_ff.bench.common.train_seeds`). Tables give mean ± std over seeds; MuSE(PaiNN) and PaiNN+LES are
-judged against PaiNN and called better/worse only where the difference of the means exceeds the combined
-spread (:func:`muse_ff.bench.common.verdict`). The report is rewritten after each training, seed 0 of every
+**Seeds.** PaiNN, MuSE(PaiNN), PaiNN+LES and the physical terms on PaiNN and on MuSE-intra(PaiNN) (the
+registry's ``bench`` suite; trained on energies and forces: the dataset has no dipoles) train with
+:data:`SEEDS` seeds each (``--seeds``); a seed draws the initial weights and the order of the training frames
+(:func:`muse_ff.bench.common.train_seeds`). Tables give mean ± std over seeds; every contestant is judged
+against PaiNN, and MuSE-intra(PaiNN)+phys also against PaiNN+phys (:func:`references`), and called
+better/worse only where the difference of the means exceeds the combined spread
+(:func:`muse_ff.bench.common.verdict`). The report is rewritten after each training, seed 0 of every
 contestant first, so a run cut short keeps what finished. ``--contestants`` picks a subset.
 
 **Budget.** The default (PaiNN 32 features, 2 layers, 100 epochs, float64, 3 seeds: 9 trainings) was sized
