@@ -24,8 +24,8 @@ from rich.table import Table
 from muse_ff.contestants import SUITES, model_section, slug, with_training
 from muse_ff.io.serialization import atomic_write
 
-#: the contestants of graphene, hessian, folding and speed: the registry's ``bench`` suite, as overrides of
-#: the PaiNN ``model:`` section (plain, MuSE, and the long-range baseline)
+#: the contestants of hessian, folding and speed: the registry's ``bench`` suite, as overrides of the PaiNN
+#: ``model:`` section (plain, MuSE, the long-range baseline and the physical terms on PaiNN and MuSE-intra)
 MODELS: dict[str, dict] = SUITES["bench"]
 MODES = ("quick", "default", "full")
 
@@ -184,7 +184,7 @@ def _fingerprint(*frame_lists: Sequence[Atoms]) -> str:
             h.update(a.numbers.tobytes())
             h.update(np.round(a.positions, 6).tobytes())
             h.update(repr(a.info.get("REF_energy")).encode())
-            if "charge" in a.info:
+            if float(a.info.get("charge", 0) or 0) != 0:  # neutral frames hash as before (no retraining)
                 h.update(b"charge" + repr(float(a.info["charge"])).encode())
     return h.hexdigest()[:16]
 

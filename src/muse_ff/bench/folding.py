@@ -37,7 +37,8 @@ Compared with the teacher's replicas:
 Contestants: the registry's ``bench`` suite (PaiNN, MuSE(PaiNN), PaiNN+LES and the physical terms on PaiNN
 and on MuSE-intra(PaiNN)); the physical ones take chignolin's total charge (-2, every frame's
 ``info['charge']``) as the sum of their charges. ``--contestants`` picks some; the teacher's replicas are
-kept in the output folder and reused while the MD settings are the same (:func:`load_replicas`).
+kept in the output folder and reused while the MD settings, start and topology are the same
+(:func:`load_replicas`).
 """
 
 from __future__ import annotations
@@ -460,13 +461,26 @@ def _json_run(r: dict) -> dict:
 REPLICA_ARRAYS = ("time_ps", "energy", "temperature", "positions", *RANGES)
 
 
-def _stamp(md: MDBudget, start: Atoms) -> str:
-    """What the teacher's replicas depend on: the MD settings and the start structure."""
+#: bump when what a saved replica holds, or how it is computed, changes
+REPLICA_FORMAT = 1
+
+
+def _stamp(md: MDBudget, start: Atoms, pdb: Path | None = None) -> str:
+    """What the teacher's replicas depend on: the MD settings, the start structure, the teacher's topology
+    file (``pdb``), the OpenMM version, the blow-up rule and the arrays kept."""
     import hashlib
 
-    h = hashlib.sha256(repr(md).encode())
+    h = hashlib.sha256(repr((md, REPLICA_FORMAT, BOND_TOLERANCE, REPLICA_ARRAYS, RANGES)).encode())
     h.update(np.round(start.positions, 6).tobytes())
     h.update(start.get_masses().tobytes())
+    if pdb is not None:
+        h.update(Path(pdb).read_bytes())
+    try:
+        import openmm
+
+        h.update(openmm.__version__.encode())
+    except ImportError:
+        pass
     return h.hexdigest()[:16]
 
 
@@ -475,22 +489,29 @@ def save_replicas(path: Path, reps: list[dict], stamp: str) -> Path:
     import json
 
     meta = [{k: r[k] for k in ("failed_at_ps", "error", "wall_s", "steps")} for r in reps]
-    np.savez_compressed(_mkdir(path.parent) / path.name, stamp=np.array(stamp), meta=np.array(json.dumps(meta)),
+    _mkdir(path.parent)
+    tmp = path.with_name(path.name + ".part.npz")  # written whole, then renamed: a killed run leaves no torn file
+    np.savez_compressed(tmp, stamp=np.array(stamp), meta=np.array(json.dumps(meta)),
                         **{f"{k}_{i}": r[k] for i, r in enumerate(reps) for k in REPLICA_ARRAYS})
+    tmp.replace(path)
     return path
 
 
 def load_replicas(path: Path, stamp: str) -> list[dict] | None:
     """The replicas saved by :func:`save_replicas` at ``path`` if their stamp is ``stamp``, else None."""
     import json
+    import zipfile
 
     if not path.is_file():
         return None
-    with np.load(path) as z:
-        if "stamp" not in z.files or str(z["stamp"]) != stamp:
-            return None
-        meta = json.loads(str(z["meta"]))
-        return [{**{k: z[f"{k}_{i}"] for k in REPLICA_ARRAYS}, **m} for i, m in enumerate(meta)]
+    try:
+        with np.load(path) as z:
+            if "stamp" not in z.files or str(z["stamp"]) != stamp:
+                return None
+            meta = json.loads(str(z["meta"]))
+            return [{**{k: z[f"{k}_{i}"] for k in REPLICA_ARRAYS}, **m} for i, m in enumerate(meta)]
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):  # an unreadable or foreign file: run again
+        return None
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
@@ -499,9 +520,11 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     """Train the models on early time blocks of the teacher's MD, run the same replicas with every model and
     the teacher, compare distributions, energy gaps on held-out frames, stability and speed.
 
-    ``contestants_filter``: names (comma-separated or a list) of the models to train and run, default all.
-    The teacher's replicas are kept in ``OUT/md/teacher/replicas.npz`` and reused by a later run with the same
-    MD settings (its seeds are fixed), so contestants can be added to a folder one run at a time."""
+    ``contestants_filter``: names (comma-separated or a list) of the models to train and run, default all;
+    the report then holds those and the teacher. The teacher's replicas are kept in
+    ``OUT/md/teacher/replicas.npz`` and reused by a later run with the same MD settings, start and topology
+    (:func:`_stamp`; its seeds are fixed), so a run of other contestants in the same folder skips the teacher's
+    MD (the models' MD always runs; the reused teacher's ns/day is the one measured when it ran)."""
     from muse_ff.bench.common import MODELS, contestant_config
     from muse_ff.calculator import MuSECalculator
     from muse_ff.contestants import select, slug
@@ -513,6 +536,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     budget, md = BUDGETS[mode]
     folder = Path(data_dir) / FOLDER
     frames, top = read_frames(folder / "folding.extxyz.xz"), topology(folder)
+    for a in frames:  # a data build from before the frames carried their charge: train at the MD's charge
+        a.info.setdefault("charge", top.charge)
     split = time_block_split(frames, CONFIG.production_ps)
     names = select(contestants_filter, list(MODELS))
     trained = train_pair(split["train"], split["valid"], out, budget, progress, retrain, console,
@@ -521,7 +546,7 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     calculators = {"teacher": lambda: teacher_calculator(top)}
     calculators.update({name: (lambda p=t.path: MuSECalculator(p, device=device)) for name, t in trained.items()})
     start, bond_list = start_structure(top), bonds(top.reference)
-    stamp = _stamp(md, start)
+    stamp = _stamp(md, start, top.pdb)
     runs: dict[str, list[dict]] = {}
     for name, make in calculators.items():
         path = out / "md" / slug(name) / "replicas.npz"

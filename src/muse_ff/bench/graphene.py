@@ -101,8 +101,8 @@ def backbones(mode: str) -> dict[str, dict]:
 
 def contestants(budget: Budget, mode: str) -> dict[str, dict]:
     """{name: ``model:`` section}: the ``graphene`` suite of :mod:`muse_ff.contestants` on the budget's PaiNN
-    (the bench suite and the physical terms, trained also on binding energies), then MACE and SO3krates plain
-    and as MuSE(backbone) (:func:`muse_ff.contestants.backbone_pairs`)."""
+    (:data:`muse_ff.contestants.BENCH` and the physical terms, trained also on binding energies), then MACE and
+    SO3krates plain and as MuSE(backbone) (:func:`muse_ff.contestants.backbone_pairs`)."""
     out = {name: contestant_config(budget, spec) for name, spec in SUITES["graphene"].items()}
     out.update(backbone_pairs(backbones(mode), budget.dtype))
     return out

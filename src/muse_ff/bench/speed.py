@@ -1,7 +1,8 @@
 """``muse bench speed``: milliseconds per MD step of each model next to the teacher, on the benchmark systems.
 
 Systems: benzene 3.4 Å over the C96H24 flake (126 atoms; teacher GFN1-xTB) and chignolin (138 atoms; teacher
-Amber14 + GBn2, OpenMM CPU platform). Models: PaiNN, MuSE(PaiNN) and PaiNN+LES with the benchmarks' default size
+Amber14 + GBn2, OpenMM CPU platform). Models: the registry's ``bench`` suite (PaiNN, MuSE(PaiNN),
+PaiNN+LES, PaiNN+phys, MuSE-intra(PaiNN)+phys) with the benchmarks' default size
 (speed does not depend on the weights, so they are not trained here). A step is one energy + forces call
 through the ASE calculator at a new geometry (neighbour lists, and for MuSE the coarse levels, rebuilt;
 coarse topology reused while the bonds stay), as in MD; after a few warm-up steps the wall time of ``steps`` steps is measured.

@@ -108,7 +108,7 @@ def evaluate_demo_model(path: Path, test: list[Atoms]) -> dict:
 def comparison_table(results: dict[str, dict]) -> Table:
     """One row per model: size, time, test energy/force MAE and interaction-energy MAE per separation bin."""
     table = Table(title="MAE on held-out test frames: E (meV/atom), F (meV/Å), Eint = interaction energy (meV) "
-                        "by separation", box=box.SIMPLE_HEAD, pad_edge=False)
+                        "by separation", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     bins = list(next(iter(results.values())).get("interaction_mae_meV", {}))
     rows = [[name, str(r["params"]), f"{r['train_time_s']:.0f}", f"{r['metrics']['energy_mae']:.2f}",
              f"{r['metrics']['forces_mae']:.1f}", *[f"{r['interaction_mae_meV'][b]:.1f}" for b in bins]]
@@ -120,6 +120,12 @@ def comparison_table(results: dict[str, dict]) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
+
+
+def print_whole(console: Console, table: Table) -> None:
+    """Print ``table`` at the console's width, or wider when its numbers would not fit (never cut)."""
+    natural = console.measure(table, options=console.options.update_width(10_000)).minimum  # columns at min_width
+    console.print(table, width=max(console.width, natural), crop=False)
 
 
 def run_demo(output_dir: str | Path = "demo_out", epochs: int | None = None, data: Path | None = None,
@@ -155,7 +161,7 @@ def _run_demo(out: Path, epochs: int | None, data: Path | None, progress: bool, 
         results[name]["train_time_s"] = result.summary["train_time_s"]
         results[name]["model_path"] = str(result.model_path)
     console.rule("comparison")
-    console.print(comparison_table(results))
+    print_whole(console, comparison_table(results))
     from muse_ff.analysis.plots import demo_figure
 
     figure = demo_figure(results, out / "demo.png")
