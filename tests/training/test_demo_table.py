@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from muse_ff.training.demo import comparison_table, print_whole
+from muse_ff.io.console import print_whole
+from muse_ff.training.demo import comparison_table
 
 
 def _print(results: dict, width: int = 80) -> str:

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from muse_ff.contestants import SUITES, model_section, slug, with_training
+from muse_ff.io.console import print_whole
 from muse_ff.io.serialization import atomic_write
 
 #: the contestants of hessian, folding and speed: the registry's ``bench`` suite, as overrides of the PaiNN
@@ -210,11 +211,15 @@ def markdown_table(title: str, columns: Sequence[str], rows: Sequence[Sequence])
 
 
 def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence]) -> Table:
+    """A rich table whose columns are at least as wide as their longest cell and header word (printed with
+    :func:`muse_ff.io.console.print_whole`, a wide table overflows the terminal rather than cutting cells)."""
     table = Table(title=title)
+    cells = [list(map(str, r)) for r in rows]
     for k, col in enumerate(columns):
-        table.add_column(col, justify="left" if k == 0 else "right", no_wrap=k == 0)
-    for r in rows:
-        table.add_row(*map(str, r))
+        widest = max([len(r[k]) for r in cells if k < len(r)] + [len(w) for w in str(col).split()] + [1])
+        table.add_column(col, justify="left" if k == 0 else "right", no_wrap=k == 0, min_width=widest)
+    for r in cells:
+        table.add_row(*r)
     return table
 
 
@@ -244,7 +249,7 @@ class Report:
         console = console or Console()
         elapsed = time.perf_counter() - self.started
         for title, cols, rows in self.tables:
-            console.print(rich_table(title, cols, rows))
+            print_whole(console, rich_table(title, cols, rows))
         md = f"# muse bench {self.name} ({self.mode}), {elapsed:.0f} s\n\n"
         md += "\n".join(markdown_table(t, c, r) for t, c, r in self.tables)
         md += "".join(f"\n![{Path(p).stem}]({Path(p).name})\n" for p in self.plots)

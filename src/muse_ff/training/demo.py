@@ -30,6 +30,7 @@ from rich.table import Table
 
 from muse_ff.analysis.metrics import to_json
 from muse_ff.contestants import DEMO_BACKBONE, TRAINING, contestants, slug, with_training
+from muse_ff.io.console import print_whole
 from muse_ff.io.serialization import atomic_write, load_model
 from muse_ff.training.data import read_frames
 from muse_ff.training.run import train
@@ -120,12 +121,6 @@ def comparison_table(results: dict[str, dict]) -> Table:
     for row in rows:
         table.add_row(*row)
     return table
-
-
-def print_whole(console: Console, table: Table) -> None:
-    """Print ``table`` at the console's width, or wider when its numbers would not fit (never cut)."""
-    natural = console.measure(table, options=console.options.update_width(10_000)).minimum  # columns at min_width
-    console.print(table, width=max(console.width, natural), crop=False)
 
 
 def run_demo(output_dir: str | Path = "demo_out", epochs: int | None = None, data: Path | None = None,
