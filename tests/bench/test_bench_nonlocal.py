@@ -132,3 +132,22 @@ def test_every_contestant_is_blind_to_the_cumulene_twist(models):
 def test_the_hierarchy_sees_the_far_end_of_a_polyene(models):
     assert abs(_coupling(models["PaiNN"], 16)) < 1e-10  # 3 layers x 5 Å: no atom sees both ends
     assert abs(_coupling(models["MuSE(PaiNN)"], 16)) > 1e-6
+
+
+def test_a_hierarchy_of_l2_maces_sees_the_twist_across_16_carbons(monkeypatch):
+    """MACE with l = 2 hidden features (max_L 2): its coarse levels pool and pass on the l = 2 features
+    (``BackboneOutput.tensors``), so the far CH2 group's orientation reaches the near one across 16 carbons (~20 Å,
+    beyond the plain MACE's 10 Å receptive field: exactly zero there), and does not with l <= 1 features."""
+    pytest.importorskip("mace")
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)  # mace sets it at import: undone after
+    mace = {"name": "mace", "num_channels": 4, "max_ell": 2, "correlation": 2, "num_interactions": 2,
+            "radial_mlp": [8], "num_radial_basis": 6}
+    twists = {}
+    for label, max_l, levels in (("plain l2", 2, []), ("MuSE l2", 2, bench.LEVELS), ("MuSE l1", 1, bench.LEVELS)):
+        torch.manual_seed(0)
+        model = build_model({"backbone": {**mace, "max_L": max_l}, "levels": levels, "dtype": "float64",
+                             "species": list(bench.SPECIES)}).eval()
+        model.reference.set(scale=1.0)
+        twists[label] = _twist(model, 16)
+    assert abs(twists["MuSE l2"]) > 1e-12, twists  # untrained: 1.5e-11 eV (float64 round-off ~1e-14)
+    assert abs(twists["plain l2"]) < 1e-13 and abs(twists["MuSE l1"]) < 1e-13, twists

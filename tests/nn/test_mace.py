@@ -57,6 +57,11 @@ class TestMuSEMACETwoLevels(ModelConformance):
     config = {"backbone": SMALL_MACE, "levels": [{"ratio": 4}, {"ratio": 4}]}
 
 
+class TestMuSEMACEl2(ModelConformance):
+    """l = 2 hidden features, pooled into the coarse MACE (``BackboneOutput.tensors``)."""
+    config = {"backbone": {**SMALL_MACE, "num_channels": 4, "max_L": 2}, "levels": [{"ratio": 4}]}
+
+
 # ---------------------------------------------------------------------------------------------- the adapter
 def _random_graph(n=7, seed=0, cutoff=4.0):
     g = torch.Generator().manual_seed(seed)
@@ -82,6 +87,57 @@ def test_vectors_rotate_as_cartesian_vectors():
     assert out.vectors.abs().max() > 1e-3  # not trivially zero
     torch.testing.assert_close(out_r.scalars, out.scalars, rtol=0, atol=1e-10)
     torch.testing.assert_close(out_r.vectors, torch.einsum("ab,nbf->naf", rot, out.vectors), rtol=0, atol=1e-10)
+
+
+def _wigner_d2(rot: torch.Tensor) -> torch.Tensor:
+    o3, _, _ = import_mace()
+    return o3.Irrep("2e").D_from_matrix(rot)
+
+
+def test_l2_features_rotate_with_the_wigner_matrix():
+    """max_L 2: the l = 2 output [n, 5, C] rotates with e3nn's D^2(R), with l = 1 and l = 2 input rotated too;
+    the scalars stay put."""
+    torch.manual_seed(0)
+    bb = MACE(5, cutoff=4.0, num_channels=4, max_L=2, max_ell=2, correlation=2, radial_mlp=[8],
+              vector_in_features=3, tensor_in_features=2).double()
+    assert bb.tensor_features == 4 and bb.tensor_in_features == 2
+    pos, ei = _random_graph(seed=3)
+    n = pos.shape[0]
+    feats = torch.randn(n, 5, dtype=torch.float64)
+    vin = torch.randn(n, 3, 3, dtype=torch.float64)
+    tin = torch.randn(n, 5, 2, dtype=torch.float64)
+    rot = torch.as_tensor(random_rotation(4))
+    d2 = _wigner_d2(rot)
+    out = bb(feats, ei, pos[ei[1]] - pos[ei[0]], vin, node_tensors=tin)
+    pos_r = pos @ rot.T
+    out_r = bb(feats, ei, pos_r[ei[1]] - pos_r[ei[0]], torch.einsum("ab,nbf->naf", rot, vin),
+               node_tensors=torch.einsum("ab,nbf->naf", d2, tin))
+    assert out.tensors.shape == (n, 5, 4) and out.tensors.abs().max() > 1e-3
+    torch.testing.assert_close(out_r.scalars, out.scalars, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out_r.vectors, torch.einsum("ab,nbf->naf", rot, out.vectors), rtol=0, atol=1e-10)
+    torch.testing.assert_close(out_r.tensors, torch.einsum("ab,nbf->naf", d2, out.tensors), rtol=0, atol=1e-10)
+    # the l = 2 input reaches the invariant output
+    other = bb(feats, ei, pos[ei[1]] - pos[ei[0]], vin, node_tensors=torch.randn(n, 5, 2, dtype=torch.float64))
+    assert (other.scalars - out.scalars).abs().max() > 1e-6
+
+
+def test_l1_mace_has_no_l2_features_and_ignores_l2_input_it_was_not_built_for():
+    bb = MACE(5, cutoff=4.0, num_channels=4, max_L=1, max_ell=2, correlation=2, radial_mlp=[8]).double()
+    pos, ei = _random_graph(seed=4)
+    out = bb(torch.randn(pos.shape[0], 5, dtype=torch.float64), ei, pos[ei[1]] - pos[ei[0]])
+    assert bb.tensor_features == 0 and out.tensors is None
+
+
+def test_the_hierarchy_pools_l2_features_only_into_a_backbone_that_takes_them():
+    l2 = {**SMALL_MACE, "num_channels": 4, "max_L": 2}
+    model = build_model({"backbone": l2, "levels": [{"ratio": 4}, {"ratio": 4}], "species": [1, 6]})
+    assert [lev.pool_tensors for lev in model.levels] == [True, True]
+    assert [lev.backbone.tensor_in_features for lev in model.levels] == [4, 4]
+    painn_top = build_model({"backbone": l2, "species": [1, 6], "levels": [
+        {"ratio": 4}, {"ratio": 4, "backbone": {"name": "painn", "features": 8, "layers": 1}}]})
+    assert [lev.pool_tensors for lev in painn_top.levels] == [True, False]
+    plain = build_model({"backbone": SMALL_MACE, "levels": [{"ratio": 4}], "species": [1, 6]})
+    assert not plain.levels[0].pool_tensors and plain.levels[0].backbone.tensor_in_features == 0
 
 
 def test_vector_input_changes_the_output():

@@ -70,7 +70,7 @@ def backbone_hparams(backbone: dict) -> dict:
     from muse_ff.nn.backbones import backbone_class
 
     params = inspect.signature(backbone_class(backbone["name"]).__init__).parameters
-    skip = {"self", "in_features", "cutoff", "vector_in_features"}
+    skip = {"self", "in_features", "cutoff", "vector_in_features", "tensor_in_features"}
     out = {k: p.default for k, p in params.items() if k not in skip and p.default is not inspect.Parameter.empty}
     out.update({k: v for k, v in backbone.items() if k != "name"})
     return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

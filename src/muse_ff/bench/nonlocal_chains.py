@@ -224,7 +224,7 @@ def coupling_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: 
 # ---------------------------------------------------------------------------------------------- plots
 STYLE = {"PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"), "PaiNN+LES": ("C2", "-.d"),
          "PaiNN+physical": ("C3", ":v"), "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"),
-         "MACE": ("C8", "--v"), "MuSE(MACE)": ("C9", "-P")}
+         "MACE": ("C8", "--v"), "MuSE(MACE)": ("C9", "-P"), "MACE-l2": ("C7", "--d"), "MuSE(MACE-l2)": ("C4", "-D")}
 
 
 def _style(name: str) -> tuple[str, str]:
@@ -283,9 +283,10 @@ def plot_parity(per_seed: dict[str, list[dict]], ref: dict, max_train_length: in
 
 # ---------------------------------------------------------------------------------------------- run
 def backbones(mode: str) -> dict[str, dict]:
-    """The SO3krates and MACE ``model.backbone`` sections of ``mode``: tiny in quick mode (``muse bench backbones
-    --quick``'s), else about PaiNN's size (:data:`~muse_ff.contestants.SMALL_BACKBONES`, default; the libraries'
-    defaults with ``--full``) with :data:`LAYERS` message-passing layers."""
+    """The SO3krates, MACE and MACE-l2 ``model.backbone`` sections of ``mode``: tiny in quick mode (``muse bench
+    backbones --quick``'s), else about PaiNN's size (:data:`~muse_ff.contestants.SMALL_BACKBONES`, default; the
+    libraries' defaults with ``--full``) with :data:`LAYERS` message-passing layers. MACE-l2 is MACE with l = 2
+    hidden features (``max_L: 2``), which MuSE pools into its coarse nodes."""
     from muse_ff.bench.backbones import SIZES
 
     sizes = SMALL_BACKBONES if mode == "default" else SIZES[mode]
@@ -293,6 +294,9 @@ def backbones(mode: str) -> dict[str, dict]:
     if mode != "quick":
         out["SO3krates"]["layers"] = LAYERS
         out["MACE"]["num_interactions"] = LAYERS
+    # MACE with l = 2 hidden features (max_L 2; spherical harmonics up to l = 2): the only contestant whose
+    # hierarchy pools and passes on l = 2 features, which is what the cumulene twist needs (docs/NONLOCAL.md)
+    out["MACE-l2"] = {**out["MACE"], "max_L": 2, "max_ell": max(2, int(out["MACE"].get("max_ell", 3)))}
     return out
 
 

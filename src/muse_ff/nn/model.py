@@ -77,9 +77,9 @@ class MuSEModel(nn.Module):
             level = CoarseLevel(lev,
                                 fine_features=fine.out_features, fine_vectors=fine.vector_features,
                                 cutoff=cutoffs[k + 1], sigma=sigmas[k],
-                                backbone_factory=lambda n_in, cut, n_vec, b=lbb: BACKBONES[b.name](
-                                    n_in, cut, vector_in_features=n_vec, **b.hparams),
-                                head_hidden=config.head.hidden)
+                                backbone_factory=lambda n_in, cut, n_vec, n_ten, b=lbb: BACKBONES[b.name](
+                                    n_in, cut, vector_in_features=n_vec, tensor_in_features=n_ten, **b.hparams),
+                                head_hidden=config.head.hidden, fine_tensors=fine.tensor_features)
             self.levels.append(level)
             fine = level.backbone
         lr = config.long_range
@@ -191,16 +191,16 @@ class MuSEModel(nn.Module):
         states: List[PoolState] = []
         weights: List[Tensor] = []
         biases: List[Tensor] = []
-        fine_pos, fine_scalars, fine_vectors = positions, out.scalars, out.vectors
+        fine_pos, fine_scalars, fine_vectors, fine_tensors = positions, out.scalars, out.vectors, out.tensors
         for k, level in enumerate(self.levels):
             state = level.pool(coarse[k], batch, positions, fine_pos, cell, pbc, fine_scalars, fine_vectors,
-                               component)
+                               component, fine_tensors)
             o = level.run(state, cell)
             scalars.append(o.scalars)
             states.append(state)
             weights.append(level.unpool_linear.weight)
             biases.append(level.unpool_linear.bias)
-            fine_pos, fine_scalars, fine_vectors = state.positions, o.scalars, o.vectors
+            fine_pos, fine_scalars, fine_vectors, fine_tensors = state.positions, o.scalars, o.vectors, o.tensors
         for k in range(len(states) - 1, -1, -1):  # coarse context flows back to the finer level
             scalars[k] = scalars[k] + unpool(states[k], nn.functional.linear(scalars[k + 1], weights[k], biases[k]))
         return scalars, states

@@ -64,6 +64,7 @@ class PoolState(NamedTuple):
     batch: Tensor  # [m] frame of each coarse node
     scalars: Tensor  # [m, F] pooled features
     vectors: Optional[Tensor]  # [m, 3, F_v] pooled vector features
+    tensors: Optional[Tensor]  # [m, 5, F_t] pooled l = 2 features (e3nn's basis), when the level's backbone takes them
     edge_index: Tensor  # [2, e] coarse radius graph (receiver, sender)
     shifts: Tensor  # [e, 3] integer cell shifts of coarse edges (in the positions' dtype)
     num_fine: int
@@ -154,7 +155,7 @@ class CoarseLevel(nn.Module):
     """One coarse level: assignment affinity, backbone on coarse nodes, unpooling and energy head."""
 
     def __init__(self, config, fine_features: int, fine_vectors: int, cutoff: float, sigma: float,
-                 backbone_factory, head_hidden: int, affinity_features: int = 16):
+                 backbone_factory, head_hidden: int, affinity_features: int = 16, fine_tensors: int = 0):
         super().__init__()
         self.config = config
         self.cutoff = float(cutoff)
@@ -165,8 +166,9 @@ class CoarseLevel(nn.Module):
         self.within_component = config.edges == "within-component"
         self.query = nn.Linear(fine_features, affinity_features, bias=False)
         self.key = nn.Linear(fine_features, affinity_features, bias=False)
-        self.backbone = backbone_factory(fine_features + 1, self.cutoff, fine_vectors)
+        self.backbone = backbone_factory(fine_features + 1, self.cutoff, fine_vectors, fine_tensors)
         self.pool_vectors = bool(self.backbone.vector_features)
+        self.pool_tensors = bool(self.backbone.tensor_in_features)
         self.unpool_linear = nn.Linear(self.backbone.out_features, fine_features)
         self.head = EnergyHead(self.backbone.out_features, head_hidden)
         self._aff_scale = 1.0 / (3.0 * affinity_features**0.5)
@@ -208,7 +210,7 @@ class CoarseLevel(nn.Module):
 
     def pool(self, topo: LevelTopology, atom_batch: Tensor, atom_pos: Tensor, fine_pos: Tensor, cell: Tensor,
              pbc: Tensor, fine_scalars: Tensor, fine_vectors: Optional[Tensor],
-             atom_component: Optional[Tensor] = None) -> PoolState:
+             atom_component: Optional[Tensor] = None, fine_tensors: Optional[Tensor] = None) -> PoolState:
         """Pool level-k nodes into this level's nodes.
 
         Args:
@@ -216,7 +218,7 @@ class CoarseLevel(nn.Module):
             atom_batch: [N] frame of each atom; ``cell`` [B, 3, 3] and ``pbc`` [B, 3] of each frame.
             atom_pos: [N, 3] atom positions (the seeds are taken from them).
             fine_pos: [n, 3] positions of the level-k nodes (atoms for k = 0).
-            fine_scalars, fine_vectors: the level-k backbone's output.
+            fine_scalars, fine_vectors, fine_tensors: the level-k backbone's output (l = 0, 1, 2).
             atom_component: [N] covalent component of each atom (needed with ``edges: within-component``).
         """
         nc, n = int(topo.ref_atom.shape[0]), int(fine_pos.shape[0])
@@ -241,6 +243,10 @@ class CoarseLevel(nn.Module):
         if fine_vectors is not None and self.pool_vectors:
             vecs = fine_vectors.new_zeros([nc, fine_vectors.shape[1], fine_vectors.shape[2]]).index_add_(
                 0, pc, w[:, None, None] * fine_vectors[pf]) / mass[:, None, None]
+        tens: Optional[Tensor] = None
+        if fine_tensors is not None and self.pool_tensors:
+            tens = fine_tensors.new_zeros([nc, fine_tensors.shape[1], fine_tensors.shape[2]]).index_add_(
+                0, pc, w[:, None, None] * fine_tensors[pf]) / mass[:, None, None]
         comp_c: Optional[Tensor] = None
         if self.within_component:
             if atom_component is None:
@@ -249,13 +255,14 @@ class CoarseLevel(nn.Module):
             comp_c = atom_component[topo.ref_atom]
         edge_index, edge_shifts = coarse_graph(pos_c, batch_c, cell, pbc, self.cutoff, self.core[0], comp_c,
                                                topo.node_image, topo.node_free)
-        return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, edge_index, edge_shifts, n)
+        return PoolState(pf, pc, w, mass, pos_c, batch_c, feats, vecs, tens, edge_index, edge_shifts, n)
 
     def run(self, state: PoolState, cell: Tensor) -> BackboneOutput:
         x = torch.cat([state.scalars, (state.mass / self.ratio).unsqueeze(-1)], dim=-1)
         vectors = self.edge_vectors(state, cell)
         return self.backbone(x, state.edge_index, vectors, state.vectors,
-                             edge_weights=self.edge_weights(state, torch.linalg.vector_norm(vectors, dim=-1)))
+                             edge_weights=self.edge_weights(state, torch.linalg.vector_norm(vectors, dim=-1)),
+                             node_tensors=state.tensors)
 
     def edge_weights(self, state: PoolState, r: Tensor) -> Tensor:
         """[e] weight of each coarse edge i <- j: inner switch x density normalisation (``saturation``)."""

@@ -3,12 +3,12 @@
 ``BACKBONES`` is the one map of backbones: config name (``model.backbone.name``) -> :class:`BackboneSpec`.
 A spec holds the class and the backbone's typed settings (:class:`Setting`, the hyper-parameters that
 ``model.backbone`` takes), and is called like the class: ``BACKBONES[name](in_features, cutoff,
-vector_in_features=0, **hparams)``.
+vector_in_features=0, tensor_in_features=0, **hparams)``.
 
 Where each part of a setting comes from (one place each):
 
 * name, type and default: the class's constructor signature (every parameter but ``in_features``,
-  ``cutoff`` and ``vector_in_features``, which the MuSE model sets per level);
+  ``cutoff``, ``vector_in_features`` and ``tensor_in_features``, which the MuSE model sets per level);
 * meaning and allowed values: the declarations below (:data:`_DECLARED`), with each backbone's rules that
   involve several settings (:func:`_check_so3krates`, :func:`_check_mace`).
 
@@ -34,7 +34,7 @@ from muse_ff.nn.backbones.so3krates import SO3krates
 from muse_ff.nn.sph import MAX_DEGREE, check_degrees
 
 #: constructor parameters that are not settings: the MuSE model passes them for each level
-NOT_SETTINGS = ("self", "in_features", "cutoff", "vector_in_features")
+NOT_SETTINGS = ("self", "in_features", "cutoff", "vector_in_features", "tensor_in_features")
 
 #: annotation text in the constructors -> the type as a setting (YAML lists for sequences)
 _TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "Sequence[int]": "list[int]",
@@ -162,7 +162,8 @@ class _Declared:
 class BackboneSpec:
     """A backbone of the registry: its config name, class, typed settings and cross-setting rules.
 
-    Calling it builds the backbone: ``spec(in_features, cutoff, vector_in_features=0, **hparams)``.
+    Calling it builds the backbone: ``spec(in_features, cutoff, vector_in_features=0, tensor_in_features=0,
+    **hparams)``.
     """
 
     name: str
@@ -213,7 +214,12 @@ class BackboneSpec:
             self.rules(self.defaults() | out)
         return out
 
-    def __call__(self, in_features: int, cutoff: float, vector_in_features: int = 0, **hparams) -> Backbone:
+    def __call__(self, in_features: int, cutoff: float, vector_in_features: int = 0, tensor_in_features: int = 0,
+                 **hparams) -> Backbone:
+        """Build it; ``tensor_in_features`` (l = 2 input channels) reaches only a class that takes them
+        (``takes_tensors``): any other backbone is built without l = 2 input."""
+        if tensor_in_features and getattr(self.cls, "takes_tensors", False):
+            hparams = {**hparams, "tensor_in_features": tensor_in_features}
         return self.cls(in_features, cutoff=cutoff, vector_in_features=vector_in_features, **hparams)
 
 

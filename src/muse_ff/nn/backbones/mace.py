@@ -18,7 +18,12 @@ classes (``mace.modules.blocks``); nothing of MACE is re-implemented here. What 
   (``Q = Y_1(I) / sqrt(3)``, Y_1 = Q r / |r|) rather than assumed: its component order is a convention that
   has changed between e3nn versions ((y, z, x) in old ones; e3nn 0.4.4 gives (x, y, z), i.e. Q = I);
 * **vector input**: pooled vectors ``[n, 3, vector_in_features]`` are mixed linearly into ``num_channels``
-  1o channels and enter the first interaction next to the scalar embedding.
+  1o channels and enter the first interaction next to the scalar embedding;
+* **l = 2 features** (``max_L >= 2``): ``tensors`` are the 2e channels of the last interaction,
+  ``[n, 5, num_channels]`` in e3nn's real basis, and a coarse MACE takes pooled ones
+  (``tensor_in_features``) as ``num_channels`` 2e channels of its first interaction. That is what lets a
+  hierarchy of MACEs carry a headless orientation (a CH2 plane seen along a chain's C2 axis, which has no
+  l = 1 part) from one end of a molecule to the other: docs/NONLOCAL.md.
 
 Off everywhere (they take an argmax of one-hot node attributes or need atomic numbers): ZBL
 ``pair_repulsion``, ``distance_transform`` (Agnesi/Soft) and the cuequivariance / openequivariance fast
@@ -92,12 +97,14 @@ class MACE(Backbone):
     model.
     """
 
+    takes_tensors = True
+
     def __init__(self, in_features: int, cutoff: float = 5.0, num_channels: int = 32, max_L: int = 1,
                  max_ell: int = 3, correlation: int = 3, num_interactions: int = 2, num_radial_basis: int = 8,
                  num_cutoff_basis: int = 5, radial_mlp: "Sequence[int]" = (64, 64, 64),
                  avg_num_neighbors: float = 10.0, interaction: str = "RealAgnosticResidualInteractionBlock",
                  interaction_first: str = "RealAgnosticResidualInteractionBlock", vector_output: bool = True,
-                 vector_in_features: int = 0):
+                 vector_in_features: int = 0, tensor_in_features: int = 0):
         super().__init__()
         _validate(in_features, cutoff, num_channels, max_L, max_ell, correlation, num_interactions,
                   num_radial_basis, num_cutoff_basis, avg_num_neighbors, vector_output)
@@ -110,8 +117,10 @@ class MACE(Backbone):
         self.num_channels = int(num_channels)
         self.num_interactions = int(num_interactions)
         self.vector_features = self.num_channels if vector_output else 0
+        self.tensor_features = self.num_channels if (vector_output and max_L >= 2) else 0
         self.out_features = self.num_channels * self.num_interactions
         self.vector_in_features = int(vector_in_features)
+        self.tensor_in_features = int(tensor_in_features)
         with _building(torch.float64):
             self._build(o3, blocks, classes[interaction_first], classes[interaction], max_L, max_ell,
                         correlation, num_radial_basis, num_cutoff_basis, [int(w) for w in radial_mlp],
@@ -123,10 +132,13 @@ class MACE(Backbone):
         attr_irreps = o3.Irreps(f"{self.in_features}x0e")
         hidden = _hidden_irreps(o3, C, max_L)
         scalars_only = o3.Irreps(f"{C}x0e")
-        first_in = o3.Irreps(f"{C}x0e+{C}x1o") if self.vector_in_features else scalars_only
+        first_in = o3.Irreps("+".join([f"{C}x0e"] + [f"{C}x1o"] * bool(self.vector_in_features)
+                                      + [f"{C}x2e"] * bool(self.tensor_in_features)))
         self.node_embedding = blocks.LinearNodeEmbeddingBlock(attr_irreps, scalars_only)
         self.vector_embedding = (nn.Linear(self.vector_in_features, C, bias=False)
                                  if self.vector_in_features else None)
+        self.tensor_embedding = (nn.Linear(self.tensor_in_features, C, bias=False)
+                                 if self.tensor_in_features else None)
         self.radial_embedding = blocks.RadialEmbeddingBlock(r_max=self.cutoff, num_bessel=num_bessel,
                                                             num_polynomial_cutoff=p)
         edge_feats = o3.Irreps(f"{self.radial_embedding.out_dim}x0e")
@@ -155,22 +167,33 @@ class MACE(Backbone):
             node_irreps = out_irreps
         self._takes_cutoff = all("cutoff" in inspect.signature(i.forward).parameters for i in self.interactions)
 
-    def _initial_features(self, node_features: torch.Tensor, node_vectors: Optional[torch.Tensor]) -> torch.Tensor:
+    def _initial_features(self, node_features: torch.Tensor, node_vectors: Optional[torch.Tensor],
+                          node_tensors: Optional[torch.Tensor]) -> torch.Tensor:
+        """[n, C] scalars, then (with vector input) C x 1o, then (with l = 2 input) C x 2e, in e3nn's layout."""
         h = self.node_embedding(node_features)
-        vector_embedding = self.vector_embedding
-        if vector_embedding is None:
-            return h
         n, C = h.shape[0], self.num_channels
-        if node_vectors is None:
-            v = h.new_zeros(n, C * 3)
-        else:  # [n, 3, F_v] Cartesian -> [n, C, 3] in e3nn's l = 1 basis, flattened as e3nn's mul_ir layout
-            v = torch.einsum("mk,nkc->ncm", self.cartesian_to_e3nn, vector_embedding(node_vectors))
-            v = v.reshape(n, C * 3)
-        return torch.cat([h, v], dim=-1)
+        parts: List[torch.Tensor] = [h]
+        vector_embedding = self.vector_embedding
+        if vector_embedding is not None:
+            if node_vectors is None:
+                parts.append(h.new_zeros(n, C * 3))
+            else:  # [n, 3, F_v] Cartesian -> [n, C, 3] in e3nn's l = 1 basis, flattened as e3nn's mul_ir layout
+                v = torch.einsum("mk,nkc->ncm", self.cartesian_to_e3nn, vector_embedding(node_vectors))
+                parts.append(v.reshape(n, C * 3))
+        tensor_embedding = self.tensor_embedding
+        if tensor_embedding is not None:
+            if node_tensors is None:
+                parts.append(h.new_zeros(n, C * 5))
+            else:  # [n, 5, F_t] (e3nn's l = 2 basis) -> [n, C, 5], flattened as e3nn's mul_ir layout
+                parts.append(tensor_embedding(node_tensors).transpose(1, 2).reshape(n, C * 5))
+        if len(parts) == 1:
+            return h
+        return torch.cat(parts, dim=-1)
 
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 node_vectors: Optional[torch.Tensor] = None,
-                edge_weights: Optional[torch.Tensor] = None) -> BackboneOutput:
+                edge_weights: Optional[torch.Tensor] = None,
+                node_tensors: Optional[torch.Tensor] = None) -> BackboneOutput:
         mace_edges = edge_index.flip(0)  # mace: (sender, receiver)
         vectors = -edge_vectors  # mace: r_receiver - r_sender
         lengths = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
@@ -190,7 +213,7 @@ class MACE(Backbone):
                 cutoff = edge_weights.unsqueeze(-1)
             else:  # the radial MLP (no biases, silu) maps 0 to 0: messages vanish with w
                 edge_feats = edge_feats * edge_weights.unsqueeze(-1)
-        h = self._initial_features(attrs, node_vectors)
+        h = self._initial_features(attrs, node_vectors, node_tensors)
         scalars: List[torch.Tensor] = []
         for interaction, product in zip(self.interactions, self.products):
             # sc is None or a tensor by interaction class: bound and used inside each branch (TorchScript types
@@ -208,7 +231,11 @@ class MACE(Backbone):
         if self.vector_features:
             C = self.num_channels
             vec = torch.einsum("mk,ncm->nkc", self.cartesian_to_e3nn, h[:, C: 4 * C].reshape(-1, C, 3))
-        return BackboneOutput(scalars=torch.cat(scalars, dim=-1), vectors=vec)
+        ten: Optional[torch.Tensor] = None
+        if self.tensor_features:  # hidden irreps C x 0e + C x 1o + C x 2e: the 2e block follows the 1o one
+            C = self.num_channels
+            ten = h[:, 4 * C: 9 * C].reshape(-1, C, 5).transpose(1, 2)
+        return BackboneOutput(scalars=torch.cat(scalars, dim=-1), vectors=vec, tensors=ten)
 
 
 def _validate(in_features, cutoff, num_channels, max_L, max_ell, correlation, num_interactions,

@@ -90,7 +90,8 @@ class PaiNN(Backbone):
 
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 node_vectors: Optional[torch.Tensor] = None,
-                edge_weights: Optional[torch.Tensor] = None) -> BackboneOutput:
+                edge_weights: Optional[torch.Tensor] = None,
+                node_tensors: Optional[torch.Tensor] = None) -> BackboneOutput:
         s = self.embed(node_features)
         v = s.new_zeros(s.shape[0], 3, self.features)
         vector_embed = self.vector_embed

@@ -222,7 +222,8 @@ class SO3krates(Backbone):
 
     def forward(self, node_features: torch.Tensor, edge_index: torch.Tensor, edge_vectors: torch.Tensor,
                 node_vectors: Optional[torch.Tensor] = None,
-                edge_weights: Optional[torch.Tensor] = None) -> BackboneOutput:
+                edge_weights: Optional[torch.Tensor] = None,
+                node_tensors: Optional[torch.Tensor] = None) -> BackboneOutput:
         x, chi = self.encode(node_features, edge_index, edge_vectors, node_vectors, edge_weights)
         vectors: Optional[torch.Tensor] = None
         if self.l1_start >= 0:
