@@ -151,3 +151,11 @@ def test_a_hierarchy_of_l2_maces_sees_the_twist_across_16_carbons(monkeypatch):
         twists[label] = _twist(model, 16)
     assert abs(twists["MuSE l2"]) > 1e-12, twists  # untrained: 1.5e-11 eV (float64 round-off ~1e-14)
     assert abs(twists["plain l2"]) < 1e-13 and abs(twists["MuSE l1"]) < 1e-13, twists
+
+
+def test_seeds_of_the_other_backbones_are_capped_unless_named():
+    names = ["PaiNN", "MACE-l2", "MuSE(MACE-l2)"]
+    assert bench.seed_counts(names, "default", 3) == {"PaiNN": 3, "MACE-l2": bench.EXTRA_SEEDS["default"],
+                                                      "MuSE(MACE-l2)": bench.EXTRA_SEEDS["default"]}
+    assert bench.seed_counts(names[1:], "default", 3, chosen=True) == {"MACE-l2": 3, "MuSE(MACE-l2)": 3}
+    assert bench.seed_counts(names[1:], "default", None, chosen=True) == {"MACE-l2": 1, "MuSE(MACE-l2)": 1}

@@ -310,12 +310,15 @@ def contestants(budget: Budget, mode: str = "default") -> dict[str, dict]:
     return out
 
 
-def seed_counts(names: list[str], mode: str, seeds: int | None = None) -> dict[str, int]:
+def seed_counts(names: list[str], mode: str, seeds: int | None = None, chosen: bool = False) -> dict[str, int]:
     """{name: seeds}: ``seeds`` (default :data:`SEEDS`) for the PaiNN contestants, at most :data:`EXTRA_SEEDS`
-    for the other backbones."""
+    for the other backbones, unless the contestants were ``chosen`` by name (``--contestants``) and ``seeds``
+    given (``--seeds``): then each of them gets ``seeds``."""
     n = SEEDS[mode] if seeds is None else int(seeds)
     if n < 1:
         raise ValueError(f"seeds must be >= 1, got {n}")
+    if chosen and seeds is not None:
+        return {name: n for name in names}
     return {name: n if name in CONTESTANTS else min(n, EXTRA_SEEDS[mode]) for name in names}
 
 
@@ -349,7 +352,8 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     write the report after every training (the last one is complete).
 
     ``seeds``: seeds of the PaiNN contestants (default :data:`SEEDS`; SO3krates and MACE get at most
-    :data:`EXTRA_SEEDS`); ``contestants_filter``: names (comma-separated or a list) to train, default all."""
+    :data:`EXTRA_SEEDS`, or ``seeds`` too when named in ``contestants_filter``); ``contestants_filter``: names
+    (comma-separated or a list) to train, default all."""
     from muse_ff.io.serialization import load_model
 
     console = console or Console()
@@ -358,7 +362,7 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     budget = BUDGETS[mode]
     max_len = MAX_TRAIN_LENGTH[mode]
     names = select(contestants_filter, list(contestants(budget, mode)))
-    counts = seed_counts(names, mode, seeds)
+    counts = seed_counts(names, mode, seeds, chosen=contestants_filter is not None)
     path = dataset(out, mode, data_dir, console)
     frames = load(path, max_len)
     ref = observables(frames)
