@@ -135,6 +135,10 @@ class LevelConfig(StrictModel):
             molecules: their interaction is then the atom level's within its cutoff plus the physical long-range
             terms (``model.physical``), whose form extrapolates to molecules never trained on
             (docs/LONG_RANGE.md). In a molecular liquid it also leaves the coarse levels without edges.
+        tensors: pool the finer level's l = 2 features into this level when both backbones have them (MACE with
+            ``max_L: 2``; ``BackboneOutput.tensors``), so a headless orientation (a CH2 plane seen along a chain's
+            C2 axis) reaches the far end of a molecule (docs/NONLOCAL.md). Default true; model files written
+            before l = 2 pooling existed (format version 1) load with false, as they were trained.
     """
 
     ratio: float = Field(8.0, gt=1.0)
@@ -148,6 +152,7 @@ class LevelConfig(StrictModel):
     dispersion: bool = False
     saturation: float = Field(8.0, gt=0)
     edges: Literal["all", "within-component"] = "all"
+    tensors: bool = True
 
     _v_backbone = field_validator("backbone", mode="before")(_as_backbone)
 

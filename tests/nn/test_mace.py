@@ -140,6 +140,33 @@ def test_the_hierarchy_pools_l2_features_only_into_a_backbone_that_takes_them():
     assert not plain.levels[0].pool_tensors and plain.levels[0].backbone.tensor_in_features == 0
 
 
+def test_model_files_keep_their_l2_pooling(tmp_path):
+    """A saved MuSE(MACE, max_L 2) loads with its l = 2 pooling; a format-version-1 file (written before coarse
+    levels pooled l = 2 features) loads without it, as it was trained, and gives the energy it gave."""
+    from muse_ff.io.serialization import FORMAT_VERSION, load_model, save_model
+
+    l2 = {**SMALL_MACE, "num_channels": 4, "max_L": 2}
+    torch.manual_seed(0)
+    new = build_model({"backbone": l2, "levels": [{"ratio": 4}], "species": [1, 6], "dtype": "float64"}).eval()
+    save_model(new, tmp_path / "new.pt")
+    assert load_model(tmp_path / "new.pt").levels[0].pool_tensors
+    torch.manual_seed(0)
+    old = build_model({"backbone": l2, "levels": [{"ratio": 4, "tensors": False}], "species": [1, 6],
+                       "dtype": "float64"}).eval()
+    assert not old.levels[0].pool_tensors and old.levels[0].backbone.tensor_in_features == 0
+    save_model(old, tmp_path / "old.pt")
+    payload = torch.load(tmp_path / "old.pt", weights_only=True)
+    for level in payload["config"]["levels"]:
+        del level["tensors"]  # what version 1 wrote
+    payload["format_version"] = 1
+    torch.save(payload, tmp_path / "v1.pt")
+    loaded = load_model(tmp_path / "v1.pt")
+    assert FORMAT_VERSION == 2 and not loaded.levels[0].pool_tensors
+    atoms = molecule("trans-butane")
+    e = [MuSECalculator(m).get_potential_energy(atoms) for m in (old, loaded, new)]
+    assert e[0] == pytest.approx(e[1], abs=1e-10) and abs(e[2] - e[0]) > 1e-8
+
+
 def test_vector_input_changes_the_output():
     torch.manual_seed(0)
     bb = MACE(5, cutoff=4.0, num_channels=4, max_ell=1, correlation=2, radial_mlp=[8], vector_in_features=2)

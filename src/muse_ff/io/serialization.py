@@ -21,7 +21,8 @@ import torch
 from muse_ff.errors import MuseError
 
 FORMAT = "muse-ff-model"
-FORMAT_VERSION = 1
+#: 2: coarse levels pool l = 2 features (``levels[k].tensors``); version-1 files load with them off
+FORMAT_VERSION = 2
 
 
 class ModelFileError(MuseError, ValueError):
@@ -99,11 +100,19 @@ def _safe_load(path: Path) -> dict:
 
 
 def upgrade_payload(payload: dict) -> dict:
-    """Bring an older payload to ``FORMAT_VERSION`` (the upgrade path for future format changes)."""
+    """Bring an older payload to ``FORMAT_VERSION``.
+
+    Version 1 -> 2: coarse levels did not pool l = 2 features (``levels[k].tensors``, new in version 2 and true by
+    default); a version-1 file gets ``tensors: false`` on every level, so it builds and computes as trained."""
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(f"unsupported MuSE model format version {version!r} (this MuSE reads up to "
                              f"{FORMAT_VERSION}); upgrade muse-ff")
+    if version == 1:
+        config = payload.get("config")
+        if isinstance(config, dict) and isinstance(config.get("levels"), list):
+            levels = [dict(lev, tensors=False) if isinstance(lev, dict) else lev for lev in config["levels"]]
+            payload = {**payload, "config": {**config, "levels": levels}, "format_version": 2}
     return payload
 
 

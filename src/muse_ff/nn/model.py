@@ -79,7 +79,8 @@ class MuSEModel(nn.Module):
                                 cutoff=cutoffs[k + 1], sigma=sigmas[k],
                                 backbone_factory=lambda n_in, cut, n_vec, n_ten, b=lbb: BACKBONES[b.name](
                                     n_in, cut, vector_in_features=n_vec, tensor_in_features=n_ten, **b.hparams),
-                                head_hidden=config.head.hidden, fine_tensors=fine.tensor_features)
+                                head_hidden=config.head.hidden,
+                                fine_tensors=fine.tensor_features if lev.tensors else 0)
             self.levels.append(level)
             fine = level.backbone
         lr = config.long_range

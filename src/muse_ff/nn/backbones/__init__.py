@@ -251,7 +251,8 @@ _DECLARED: dict[str, dict[str, _Declared]] = {
     },
     "mace": {  # names as in mace-torch's mace_run_train
         "num_channels": _Declared("channels per irrep", **_POSITIVE),
-        "max_L": _Declared("highest l of the hidden features (0: invariant MACE, 1: + vectors, 2: + l = 2)",
+        "max_L": _Declared("highest l of the hidden features (0: invariant MACE, 1: + vectors, 2: + l = 2 features, which coarse "
+                           "MACE levels pool and pass on: docs/NONLOCAL.md)",
                            ge=0, le=3),
         "max_ell": _Declared("highest l of the edge spherical harmonics; at least max_L", **_POSITIVE),
         "correlation": _Declared("body order of the symmetric contraction", ge=1, le=4),
