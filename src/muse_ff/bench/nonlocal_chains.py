@@ -86,6 +86,8 @@ EXTRA_SEEDS = {"quick": 1, "default": 1, "full": 3}
 #: message-passing layers of the SO3krates and MACE contestants outside quick mode: PaiNN's three (receptive
 #: field 15 Å), so that no plain backbone sees further than the others
 LAYERS = 3
+#: the tag of the ablation MuSE-nol2(MACE-l2): MuSE(MACE-l2) whose coarse levels do not pool l = 2 features
+NO_L2 = "nol2"
 #: the elements of the dataset (set explicitly: a small training set need not hold them all)
 SPECIES = ("H", "C", "N", "O")
 
@@ -224,7 +226,8 @@ def coupling_rows(per_seed: dict[str, list[dict]], ref: dict, max_train_length: 
 # ---------------------------------------------------------------------------------------------- plots
 STYLE = {"PaiNN": ("C0", "--^"), "MuSE(PaiNN)": ("C1", "-s"), "PaiNN+LES": ("C2", "-.d"),
          "PaiNN+physical": ("C3", ":v"), "SO3krates": ("C5", "--<"), "MuSE(SO3krates)": ("C6", "-X"),
-         "MACE": ("C8", "--v"), "MuSE(MACE)": ("C9", "-P"), "MACE-l2": ("C7", "--d"), "MuSE(MACE-l2)": ("C4", "-D")}
+         "MACE": ("C8", "--v"), "MuSE(MACE)": ("C9", "-P"), "MACE-l2": ("C7", "--d"), "MuSE(MACE-l2)": ("C4", "-D"),
+         "MuSE-nol2(MACE-l2)": ("C4", ":x")}
 
 
 def _style(name: str) -> tuple[str, str]:
@@ -301,12 +304,17 @@ def backbones(mode: str) -> dict[str, dict]:
 
 
 def contestants(budget: Budget, mode: str = "default") -> dict[str, dict]:
-    """{name: ``model:`` section}: the registry's ``nonlocal`` suite on ``budget``'s PaiNN, then SO3krates and
-    MACE (:func:`backbones`) plain and as MuSE(backbone) with :data:`LEVELS`."""
+    """{name: ``model:`` section}: the registry's ``nonlocal`` suite on ``budget``'s PaiNN, then SO3krates, MACE
+    and MACE-l2 (:func:`backbones`) plain and as MuSE(backbone) with :data:`LEVELS`, and MuSE-nol2(MACE-l2): the
+    same levels with their l = 2 pooling off (the ablation of MuSE(MACE-l2))."""
     out = registry_contestants("nonlocal", painn(budget), budget.dtype, species=list(SPECIES))
     for label, backbone in backbones(mode).items():
         for name, levels in ((label, []), (f"MuSE({label})", LEVELS)):
             out[name] = {**model_section({"levels": levels}, backbone, budget.dtype), "species": list(SPECIES)}
+    # the ablation: the same hierarchy over MACE-l2 with the l = 2 pooling off (levels[k].tensors: false)
+    out[f"MuSE-{NO_L2}(MACE-l2)"] = {**model_section({"levels": [dict(lev, tensors=False) for lev in LEVELS]},
+                                                     backbones(mode)["MACE-l2"], budget.dtype),
+                                     "species": list(SPECIES)}
     return out
 
 
