@@ -75,8 +75,10 @@ def test_every_benchmark_takes_its_contestants_from_the_registry():
     assert all(level["edges"] == "within-component" for level in intra["levels"])
     for mode, budget in nonlocal_chains.BUDGETS.items():
         got = nonlocal_chains.contestants(budget, mode)
-        others = [f"{p}{b}{s}" for b in ("SO3krates", "MACE") for p, s in (("", ""), ("MuSE(", ")"))]
-        assert list(got) == list(contestants.SUITES["nonlocal"]) + others  # the registry's suite first
+        others = [f"{p}{b}{s}" for b in ("SO3krates", "MACE", "MACE-l2") for p, s in (("", ""), ("MuSE(", ")"))]
+        assert list(got) == list(contestants.SUITES["nonlocal"]) + others + ["MuSE-nol2(MACE-l2)"]  # registry first
+        assert got["MACE-l2"]["backbone"]["max_L"] == 2 and got["MACE-l2"]["backbone"]["max_ell"] >= 2
+        assert all(lev["tensors"] is False for lev in got["MuSE-nol2(MACE-l2)"]["levels"])
         assert got["MuSE(PaiNN)"]["levels"] == contestants.NONLOCAL_LEVELS
         assert got["MuSE(MACE)"]["levels"] == contestants.NONLOCAL_LEVELS and got["MACE"]["levels"] == []
         assert got["PaiNN+physical"]["physical"] == {} and got["PaiNN+physical"]["charges"] is True
