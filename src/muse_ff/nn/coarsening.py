@@ -45,10 +45,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from ase.data import covalent_radii
-from scipy.sparse.csgraph import breadth_first_order, connected_components, dijkstra
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from muse_ff.data.graph import LevelTopology
 from muse_ff.data.neighbors import neighbor_list
+from muse_ff.nn import _topology_kernels as _kernels
 
 #: a pair is bonded when closer than BOND_SCALE x (sum of covalent radii)
 BOND_SCALE = 1.2
@@ -153,15 +154,6 @@ def _unwrap(n, i, j, s, comp) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- colours
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 of non-negative integers: a fixed pseudo-random uint64 for each colour."""
-    z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def refine_colours(src: np.ndarray, dst: np.ndarray, initial: np.ndarray) -> np.ndarray:
     """Colour refinement (1-WL) of a graph given by directed edges: canonical class label of every node.
 
@@ -175,254 +167,58 @@ def refine_colours(src: np.ndarray, dst: np.ndarray, initial: np.ndarray) -> np.
     one), and of one other member of each of their classes. The other members' signatures are equal to
     that one's: their neighbours' classes, counted, are those of the round before (where they were equal),
     except that what went to the largest child of a split class is now counted there. So a long chain,
-    whose refinement takes as many rounds as it has bonds, costs O(n) array work per round, not a sort.
+    whose refinement takes as many rounds as it has bonds, costs the work of the nodes each round touches
+    (times log n), not O(n) per round: the loop is compiled (:func:`muse_ff.nn._topology_kernels.refine`,
+    each class a range of one permutation of the nodes, its rank counted by a Fenwick tree).
     """
     colours = np.unique(initial, return_inverse=True)[1].astype(np.int64).ravel()
     n = len(colours)
     if n == 0:
         return colours
-    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
-    order = np.argsort(src, kind="stable")
-    nbr = dst[order]
-    deg = np.bincount(src, minlength=n)
-    start = np.cumsum(deg) - deg
-    rorder = np.argsort(dst, kind="stable")
-    rsrc = src[rorder]
-    rdeg = np.bincount(dst, minlength=n)
-    rstart = np.cumsum(rdeg) - rdeg
-    count = int(colours.max()) + 1
-
-    def gather(nodes, d, first, table):  # the edges of ``nodes``, contiguous per node
-        d = d[nodes]
-        total = int(d.sum())
-        rep = np.repeat(np.arange(len(nodes)), d)
-        return table[first[nodes][rep] + np.arange(total) - np.repeat(np.cumsum(d) - d, d)], d
-
-    def signature(nodes):  # uint64 sum of _mix(neighbour colour) of each node
-        out = np.zeros(len(nodes), dtype=np.uint64)
-        vals, d = gather(nodes, deg, start, nbr)
-        if len(vals):
-            nz = np.flatnonzero(d)
-            out[nz] = np.add.reduceat(_mix(colours[vals]), (np.cumsum(d) - d)[nz])
-        return out
-
-    touched = np.arange(n)  # first round: every node
-    while len(touched):
-        k = count
-        sig = signature(touched)
-        cls_t = colours[touched]
-        size = np.bincount(colours, minlength=k)
-        n_touched = np.bincount(cls_t, minlength=k)
-        in_t = np.zeros(n, dtype=bool)
-        in_t[touched] = True
-        rest = (n_touched > 0) & (n_touched < size)  # classes with untouched members: one stands for them
-        rep_cls = np.zeros(0, dtype=np.int64)
-        rep_sig = np.zeros(0, dtype=np.uint64)
-        if rest.any():
-            cand = np.flatnonzero(rest[colours] & ~in_t)
-            rep_cls, first = np.unique(colours[cand], return_index=True)
-            rep_sig = signature(cand[first])
-        ent_c = np.concatenate([cls_t, rep_cls])
-        ent_s = np.concatenate([sig, rep_sig])
-        o = np.lexsort((ent_s, ent_c))
-        sc, ss = ent_c[o], ent_s[o]
-        new_cls = np.ones(len(o), dtype=bool)
-        new_cls[1:] = sc[1:] != sc[:-1]
-        new_grp = new_cls.copy()
-        new_grp[1:] |= ss[1:] != ss[:-1]
-        gid = np.cumsum(new_grp) - 1
-        cls_first = np.maximum.accumulate(np.where(new_cls, gid, 0))
-        child_sorted = gid - cls_first
-        child = np.empty(len(o), dtype=np.int64)
-        child[o] = child_sorted
-        n_ch = np.ones(k, dtype=np.int64)
-        n_ch[sc[new_cls]] = np.diff(np.append(gid[new_cls], gid[-1] + 1))
-        if (n_ch == 1).all():
-            break
-        extra = n_ch - 1
-        base = np.arange(k) + np.cumsum(extra) - extra
-        child_t, child_rep = child[:len(touched)], child[len(touched):]
-        j_rest = np.zeros(k, dtype=np.int64)
-        j_rest[rep_cls] = child_rep
-        new = base[colours] + j_rest[colours]
-        new[touched] = base[cls_t] + child_t
-        # the next round touches the nodes with an edge to a child that is not its class's largest
-        split = n_ch > 1
-        child_size = np.bincount(new, minlength=k + int(extra.sum()))
-        largest = np.zeros(k, dtype=np.int64)
-        kids = np.flatnonzero(split)
-        kid_of = np.repeat(kids, n_ch[kids])
-        kid_label = base[kid_of] + np.arange(len(kid_of)) - np.repeat(np.cumsum(n_ch[kids]) - n_ch[kids], n_ch[kids])
-        best = np.lexsort((kid_label, -child_size[kid_label], kid_of))
-        firsts = np.ones(len(best), dtype=bool)
-        firsts[1:] = kid_of[best][1:] != kid_of[best][:-1]
-        largest[kid_of[best][firsts]] = kid_label[best][firsts]
-        marked = np.flatnonzero(split[colours] & (new != largest[colours]))
-        colours, count = new, k + int(extra.sum())
-        if len(marked) == 0:
-            break
-        into, _ = gather(marked, rdeg, rstart, rsrc)
-        touched = _unique(into)
-    return colours
+    indptr, nbr, rindptr, rsrc = _both_ways(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), n)
+    return _kernels.refine(indptr, nbr, rindptr, rsrc, colours)
 
 
-def _ranks(major: np.ndarray, minor: np.ndarray) -> np.ndarray:
-    """Dense rank of every (major, minor) pair in lexicographic order (minor compared as unsigned)."""
-    order = np.lexsort((minor, major))
-    a, b = major[order], minor[order]
-    step = np.empty(len(order), dtype=np.int64)
-    if len(order):
-        step[0] = 0
-        step[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    out = np.empty(len(order), dtype=np.int64)
-    out[order] = np.cumsum(step)
-    return out
+def _both_ways(src: np.ndarray, dst: np.ndarray, n: int):
+    """CSR of a directed edge list: out-neighbours ``nbr[indptr[v]:indptr[v + 1]]``, in-neighbours
+    ``rsrc[rindptr[v]:rindptr[v + 1]]`` (multiple edges kept)."""
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(np.bincount(src, minlength=n))
+    rindptr = np.zeros(n + 1, dtype=np.int64)
+    rindptr[1:] = np.cumsum(np.bincount(dst, minlength=n))
+    return indptr, dst[np.argsort(src, kind="stable")], rindptr, src[np.argsort(dst, kind="stable")]
 
 
 # ---------------------------------------------------------------------------------------------- selection
-def _hops_from(adj: sp.csr_matrix, sources: np.ndarray, limit: float = np.inf) -> np.ndarray:
-    if len(sources) == 0:
-        return np.full(adj.shape[0], np.inf)
-    return dijkstra(adj, directed=True, indices=sources, unweighted=True, min_only=True, limit=limit)
-
-
-def _merge_groups(adj: sp.csr_matrix, members: np.ndarray, merge: int) -> list[np.ndarray]:
-    """Split class members into groups: connected components of 'within ``merge`` bonds of each other'.
-
-    A breadth-first ball of ``merge`` bonds around each member (all members at once, as (member, atom)
-    keys): O(members x ball) work, never the whole graph per member."""
-    if merge <= 0 or len(members) == 1:
-        return [members[k:k + 1] for k in range(len(members))]
-    n, k = adj.shape[0], len(members)
-    indptr, indices = adj.indptr, adj.indices
-    who, atom = np.arange(k, dtype=np.int64), members.astype(np.int64)
-    seen = who * n + atom  # sorted: members ascending
-    for _ in range(merge):
-        deg = indptr[atom + 1] - indptr[atom]
-        total = int(deg.sum())
-        if total == 0:
-            break
-        rep = np.repeat(np.arange(len(atom)), deg)
-        edge = indptr[atom][rep] + np.arange(total) - np.repeat(np.cumsum(deg) - deg, deg)
-        new = _unique(who[rep] * n + indices[edge])
-        new = new[~np.isin(new, seen, assume_unique=True)]
-        if len(new) == 0:
-            break
-        seen = np.union1d(seen, new)
-        who, atom = new // n, new % n
-    who, atom = seen // n, seen % n
-    slot = np.searchsorted(members, atom)
-    hit = (slot < k) & (members[np.minimum(slot, k - 1)] == atom)
-    links = sp.csr_matrix((np.ones(int(hit.sum())), (who[hit], slot[hit])), shape=(k, k))
-    _, label = connected_components(links, directed=False)
-    order = np.argsort(label, kind="stable")
-    bounds = np.searchsorted(label[order], np.arange(int(label.max()) + 2))
-    return [members[order[bounds[g]:bounds[g + 1]]] for g in range(len(bounds) - 1)]
-
-
 def _select_component(adj: sp.csr_matrix, colours: np.ndarray, src, dst, target: int, hops: int,
                       percolating: bool, finer: int | None = None) -> list[np.ndarray]:
     """Seed groups (local indices) of one component. See the module docstring for the rule.
 
     ``finer``: the component's node count at the finer level; a crystal's level never has more than half
-    of it (a coarse level must be coarser), individualising when whole classes would break that."""
+    of it (a coarse level must be coarser), individualising when whole classes would break that.
+
+    The rule, as :func:`muse_ff.nn._topology_kernels.select_component` computes it: depth = hops from the
+    nearest terminal atom (degree <= 1), or 0 when there is none. Repeatedly take the class of free atoms
+    whose nearest member is farthest (depth before the first seed, then hops to the seeds; ties: the
+    smaller class, then the lower label), split its members into seed groups (connected components of
+    'within ``hops // 2`` bonds', none for a crystal), until there are ``target`` groups and every atom is
+    within ``hops`` bonds of a seed, or no class is at least ``hops // 2 + 1`` from the seeds. Over the budget
+    ``max(2 target, target + 8)`` (a crystal: also at most half of ``finer``) the sampling ends when every atom
+    is covered; otherwise a molecule takes the class whole and a crystal takes its lowest-index member alone
+    and re-runs colour refinement with the chosen atoms marked.
+    """
     n = adj.shape[0]
     if target <= 1 and not percolating:
         return [np.arange(n)]
-    merge = 0 if percolating else hops // 2
-    separation = hops // 2 + 1
-    budget = max(2 * target, target + 8)
-    if percolating and finer is not None:
-        budget = max(1, min(budget, finer // 2))
-    degree = np.diff(adj.indptr)
-    leaves = np.flatnonzero(degree <= 1)
-    depth = _hops_from(adj, leaves) if len(leaves) else np.zeros(n)
-    dist = np.full(n, np.inf)
-    taken = np.zeros(n, dtype=bool)
-    groups: list[np.ndarray] = []
-    # Per class (labels made dense, same order): its free members (``size``) and their nearest score
-    # (``best``: depth before the first seed, then hops to the seeds). Hops only shrink and classes leave
-    # whole, so both are kept up to date from what changes; only a crystal's refinement recounts them.
-    label = np.unique(colours, return_inverse=True)[1].astype(np.int64).ravel()
-    order, bounds, size, best = _class_index(label, taken, depth)
-    while not (len(groups) >= target and dist.max() <= hops):
-        if not size.any():
-            break
-        score = np.where(size > 0, best, -np.inf)
-        top = score.max()  # farthest, then smaller, then canonical label (the lowest)
-        if groups and not top >= separation:
-            break
-        cand = score == top
-        pick = int(np.flatnonzero(cand & (size == size[cand].min()))[0])
-        members = order[bounds[pick]:bounds[pick + 1]]
-        members = members[~taken[members]]
-        new = _merge_groups(adj, members, merge)
-        over = len(groups) + len(new) > budget and len(new) > 1
-        if over and groups and dist.max() <= hops:
-            break  # covered already: fewer seeds than the target rather than a broken symmetry
-        recount = not groups
-        if over and percolating:
-            new = [members[:1]]  # a crystal: individualise one member (lowest index), then refine
-            taken[members[0]] = True
-            label = refine_colours(src, dst, label * 2 + taken)
-            recount = True
-        else:
-            taken[members] = True  # whole class (a finite molecule keeps its symmetry even over budget)
-            size[pick] = 0
-        groups.extend(new)
-        changed = _relax(adj, dist, np.concatenate(new))
-        if recount:
-            order, bounds, size, best = _class_index(label, taken, dist)
-        else:
-            changed = changed[~taken[changed]]
-            np.minimum.at(best, label[changed], dist[changed])
-    return groups
-
-
-def _class_index(label, taken, score):
-    """Members of each class (``order[bounds[c]:bounds[c + 1]]``, ascending), its free count and the lowest
-    ``score`` of its free members."""
-    k = int(label.max()) + 1
-    order = np.argsort(label, kind="stable")
-    bounds = np.searchsorted(label[order], np.arange(k + 1))
-    free = ~taken
-    size = np.bincount(label[free], minlength=k)
-    best = np.full(k, np.inf)
-    np.minimum.at(best, label[free], score[free])
-    return order, bounds, size, best
-
-
-#: breadth-first levels :func:`_relax` walks in numpy before handing the rest to scipy's search
-_RELAX_LEVELS = 16
-
-
-def _relax(adj: sp.csr_matrix, dist: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """``dist = min(dist, hops from seeds)`` in place, by a breadth-first search that goes on only where it
-    shortens ``dist`` (O(what changes), not O(n) per call); returns the nodes it changed."""
-    indptr, indices = adj.indptr, adj.indices
-    frontier = _unique(seeds.astype(np.int64))
-    frontier = frontier[dist[frontier] > 0]
-    dist[frontier] = 0
-    out, d = [frontier], 0
-    while len(frontier):
-        if d == _RELAX_LEVELS:  # far to go (a long chain): the rest in C, from the nodes reached so far
-            reach = d + _hops_from(adj, frontier, limit=float(dist.max()) - d)
-            better = np.flatnonzero(reach < dist)
-            dist[better] = reach[better]
-            out.append(better)
-            break
-        d += 1
-        deg = indptr[frontier + 1] - indptr[frontier]
-        total = int(deg.sum())
-        if total == 0:
-            break
-        rep = np.repeat(np.arange(len(frontier)), deg)
-        nb = indices[indptr[frontier][rep] + np.arange(total) - np.repeat(np.cumsum(deg) - deg, deg)]
-        nb = _unique(nb[dist[nb] > d])
-        dist[nb] = d
-        frontier = nb
-        out.append(nb)
-    return np.concatenate(out)
+    adj = adj.tocsr()
+    adj.sum_duplicates()
+    src, dst = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64)
+    e_indptr, e_nbr, e_rindptr, e_rsrc = _both_ways(src, dst, n)
+    members, bounds = _kernels.select_component(
+        adj.indptr.astype(np.int64), adj.indices.astype(np.int64), e_indptr, e_nbr, e_rindptr, e_rsrc,
+        np.asarray(colours, dtype=np.int64), int(target), int(hops), bool(percolating),
+        -1 if finer is None else int(finer))
+    return [members[bounds[g]:bounds[g + 1]] for g in range(len(bounds) - 1)]
 
 
 @dataclass
