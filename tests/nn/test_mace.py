@@ -124,8 +124,11 @@ def test_l2_features_rotate_with_the_wigner_matrix():
 def test_l1_mace_has_no_l2_features_and_ignores_l2_input_it_was_not_built_for():
     bb = MACE(5, cutoff=4.0, num_channels=4, max_L=1, max_ell=2, correlation=2, radial_mlp=[8]).double()
     pos, ei = _random_graph(seed=4)
-    out = bb(torch.randn(pos.shape[0], 5, dtype=torch.float64), ei, pos[ei[1]] - pos[ei[0]])
-    assert bb.tensor_features == 0 and out.tensors is None
+    feats = torch.randn(pos.shape[0], 5, dtype=torch.float64)
+    out = bb(feats, ei, pos[ei[1]] - pos[ei[0]])
+    assert bb.tensor_features == 0 and bb.tensor_in_features == 0 and out.tensors is None
+    given = bb(feats, ei, pos[ei[1]] - pos[ei[0]], node_tensors=torch.randn(pos.shape[0], 5, 3, dtype=torch.float64))
+    torch.testing.assert_close(given.scalars, out.scalars, rtol=0, atol=0)
 
 
 def test_the_hierarchy_pools_l2_features_only_into_a_backbone_that_takes_them():

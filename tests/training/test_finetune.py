@@ -171,3 +171,25 @@ def test_a_missing_or_bad_finetune_file_is_one_sentence(base, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="not a readable MuSE model file"):
         prepare_data(parse_train_config(_finetune_config(base, tmp_path / "x", finetune_from=str(tmp_path / "bad.pt"))))
+
+
+def test_a_version_1_model_finetunes_with_its_original_model_section(base, tmp_path):
+    """A model file written before format version 2 (no ``levels[k].tensors``) fine-tunes from a config that
+    restates its model section as it was trained: the upgrade turns l = 2 pooling off only on levels that would
+    pool l = 2 features (none for PaiNN), so the restated levels still match."""
+    from muse_ff import build_model
+    from muse_ff.io.serialization import save_model
+
+    _, water, cfg = base
+    section = {**cfg["model"], "levels": [{"ratio": 4}, {}], "species": ["H", "O"]}
+    save_model(build_model(section), tmp_path / "new.pt")
+    payload = torch.load(tmp_path / "new.pt", weights_only=True)
+    for level in payload["config"]["levels"]:
+        del level["tensors"]  # what version 1 wrote
+    payload["format_version"] = 1
+    old = tmp_path / "v1.pt"
+    torch.save(payload, old)
+    assert all(level.tensors for level in load_model(old).config.levels)  # PaiNN has no l = 2 features to pool
+    run = _finetune_config((old, water, cfg), tmp_path / "ft", model=section)
+    model = prepare_data(parse_train_config(run))[0]
+    assert len(model.levels) == 2

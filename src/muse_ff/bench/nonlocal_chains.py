@@ -370,7 +370,7 @@ def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progres
     budget = BUDGETS[mode]
     max_len = MAX_TRAIN_LENGTH[mode]
     names = select(contestants_filter, list(contestants(budget, mode)))
-    counts = seed_counts(names, mode, seeds, chosen=contestants_filter is not None)
+    counts = seed_counts(names, mode, seeds, chosen=bool(contestants_filter))
     path = dataset(out, mode, data_dir, console)
     frames = load(path, max_len)
     ref = observables(frames)

@@ -103,7 +103,12 @@ def upgrade_payload(payload: dict) -> dict:
     """Bring an older payload to ``FORMAT_VERSION``.
 
     Version 1 -> 2: coarse levels did not pool l = 2 features (``levels[k].tensors``, new in version 2 and true by
-    default); a version-1 file gets ``tensors: false`` on every level, so it builds and computes as trained."""
+    default). A version-1 file gets ``tensors: false`` on each level that would pool them (both backbones with l = 2
+    features: MACE with ``max_L: 2``), so it builds and computes as trained; its other levels keep the default, so
+    a fine-tuning config that restates them as they were written matches (``tensors`` changes nothing there).
+
+    Not covered: files written between l = 2 pooling and this version (commits 795ba13..37e2230, version 1 with l = 2
+    pooling on) load with it off and are refused for their unexpected weights; retrain or re-save them."""
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(f"unsupported MuSE model format version {version!r} (this MuSE reads up to "
@@ -111,9 +116,23 @@ def upgrade_payload(payload: dict) -> dict:
     if version == 1:
         config = payload.get("config")
         if isinstance(config, dict) and isinstance(config.get("levels"), list):
-            levels = [dict(lev, tensors=False) if isinstance(lev, dict) else lev for lev in config["levels"]]
+            pooling = _l2_pooling_levels(config)
+            levels = [dict(lev, tensors=False) if isinstance(lev, dict) and k in pooling else lev
+                      for k, lev in enumerate(config["levels"])]
             payload = {**payload, "config": {**config, "levels": levels}, "format_version": 2}
     return payload
+
+
+def _l2_pooling_levels(config: dict) -> set[int]:
+    """Indices of the coarse levels that pool l = 2 features when ``config`` is built as it stands (none when it
+    does not build: the caller reports that)."""
+    from muse_ff.nn.model import build_model
+
+    try:
+        model = build_model(config)
+    except Exception:  # noqa: BLE001  (an invalid config is reported by model_from_payload)
+        return set()
+    return {k for k, level in enumerate(getattr(model, "levels", [])) if getattr(level, "pool_tensors", False)}
 
 
 def model_from_payload(payload: dict, source: str = "payload"):
