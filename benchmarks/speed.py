@@ -15,6 +15,7 @@ size and the scaling exponents fitted to log(time) vs log(N).
     python benchmarks/speed.py --physical --sizes 1000 10000   # also PaiNN+phys and MuSE(PaiNN)+phys (#15)
     python benchmarks/speed.py --system water-cluster --physical   # the same water, free (no cell)
     python benchmarks/speed.py --physical --edges within-component   # MuSE-intra: no coarse edges between molecules
+    python benchmarks/speed.py --system butane --edges within-component   # MuSE-intra, two coarse nodes per molecule
 
 ``--physical`` adds the physical long-range terms (``model.physical`` with ``model.charges``: charges conserved
 per molecule, Coulomb and BJ-damped C6 dispersion with no cutoff; torch-pme Ewald/PME in a periodic cell,
@@ -82,7 +83,33 @@ def water_cluster(n_atoms: int, seed: int = 0):
     return atoms
 
 
-SYSTEMS = {"water": water_box, "water-cluster": water_cluster, "graphite": graphite}
+def butane_box(n_atoms: int, seed: int = 0):
+    """Periodic liquid-density n-butane (0.0062 molecules/Å^3, 0.60 g/cm^3): 14-atom molecules, so the first
+    coarse level (ratio 8) has two nodes per molecule. Molecules along x on a 7.0 x 4.8 x 4.8 Å grid, each
+    turned by up to 15° about a random axis (no intermolecular bond: closest atoms of two molecules > 1.4 Å)."""
+    from ase import Atoms
+    from ase.build import molecule
+    from scipy.spatial.transform import Rotation
+
+    m = molecule("trans-butane")
+    m.positions -= m.get_center_of_mass()
+    axis = np.linalg.svd(m.positions - m.positions.mean(0))[2][0]  # the long axis onto x
+    rot = Rotation.align_vectors([[1.0, 0.0, 0.0]], [axis])[0]
+    m.positions = rot.apply(m.positions)
+    n_mol = max(1, round(n_atoms / len(m)))
+    spacing = np.array([7.0, 4.8, 4.8])
+    side = (n_mol * np.prod(spacing)) ** (1 / 3)  # a near-cubic box
+    per = np.maximum(1, np.round(side / spacing)).astype(int)
+    per[2] = int(np.ceil(n_mol / (per[0] * per[1])))
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(k) for k in per], indexing="ij"), -1).reshape(-1, 3)[:n_mol]
+    centres = (grid + 0.5) * spacing
+    turn = Rotation.from_rotvec(rng.normal(size=(n_mol, 3)) / np.sqrt(3) * np.deg2rad(15.0) / 2).as_matrix()
+    pos = np.einsum("mij,aj->mai", turn, m.positions) + centres[:, None]
+    return Atoms(m.get_chemical_symbols() * n_mol, positions=pos.reshape(-1, 3), cell=per * spacing, pbc=True)
+
+
+SYSTEMS = {"water": water_box, "water-cluster": water_cluster, "graphite": graphite, "butane": butane_box}
 
 
 def _status_mb(field: str) -> float:

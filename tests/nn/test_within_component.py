@@ -147,8 +147,9 @@ def test_a_molecule_has_no_coarse_edge_to_its_own_images_and_a_sheet_keeps_its_o
 
 @pytest.mark.parametrize("periodic", [False, True])
 def test_the_coarse_graph_within_components_is_the_full_graph_filtered(periodic):
-    """Nodes alone in a component that does not repeat are left out of the neighbour search; the edges are
-    exactly those of the full graph with both ends in one instance of one component."""
+    """Nodes alone in a component that does not repeat are left out of the neighbour search, those of a small
+    one take the pairs of its own nodes; the edges are exactly those of the full graph with both ends in one
+    instance of one component."""
     from muse_ff.nn.pooling import coarse_graph
 
     rng = np.random.default_rng(3)
@@ -172,10 +173,11 @@ def test_the_coarse_graph_within_components_is_the_full_graph_filtered(periodic)
             d = free[i] @ (torch.tensor(s) - (image[j] - image[i]))
             if component[i] == component[j] and float(d.norm()) < 0.5:
                 want.append((i, j, *map(int, s)))
-        got_e, got_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5, component, image, free)
-        have = sorted((i, j, *map(int, s)) for (i, j), s in zip(got_e.T.tolist(), got_s.tolist()))
-        assert have == sorted(want)
-        assert any(a[0] == a[1] for a in have) == (periodic and cutoff > box)  # the repeating lone node only
+        for direct in (128, 1):  # the five-node molecules from their own pairs, then from the search
+            got_e, got_s = coarse_graph(pos, batch, cell, pbc, cutoff, 0.5, component, image, free, direct)
+            have = sorted((i, j, *map(int, s)) for (i, j), s in zip(got_e.T.tolist(), got_s.tolist()))
+            assert have == sorted(want)
+            assert any(a[0] == a[1] for a in have) == (periodic and cutoff > box)  # the repeating lone node only
 
 
 def test_coarse_dispersion_without_edges_between_molecules_is_refused():
@@ -184,3 +186,11 @@ def test_coarse_dispersion_without_edges_between_molecules_is_refused():
     with pytest.raises(ConfigError, match="dispersion.*within-component.*model.physical"):
         build_model({"backbone": PAINN, "levels": [{"dispersion": True, "edges": "within-component"}]})
     build_model({"backbone": PAINN, "levels": [{"dispersion": True}]})  # with every edge it stays
+
+
+def test_the_direct_pairs_default_is_the_documented_constant():
+    import inspect
+
+    from muse_ff.nn.pooling import DIRECT_PAIRS_MAX_NODES, coarse_graph
+
+    assert inspect.signature(coarse_graph).parameters["direct_max_nodes"].default == DIRECT_PAIRS_MAX_NODES

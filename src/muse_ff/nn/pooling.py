@@ -104,9 +104,39 @@ def _normalise(logit: Tensor, index: Tensor, n: int) -> Tensor:
     return u / u.new_zeros(n).index_add_(0, index, u)[index]
 
 
+#: a covalent component that does not repeat and has at most this many coarse nodes gets its within-component
+#: edges from all pairs of its nodes (at most this many candidates per node) rather than from a neighbour search
+#: (``coarse_graph``'s ``direct_max_nodes`` default, a literal there for TorchScript)
+DIRECT_PAIRS_MAX_NODES = 128
+
+
+def _pairs_within(pos: Tensor, component: Tensor, node_image: Tensor, cell: Tensor, cutoff: float, core: float,
+                  nodes: Tensor) -> Tuple[Tensor, Tensor]:
+    """Edges i <- (j, S) between ``nodes`` of one frame that share a component which does not repeat: every
+    ordered pair i != j of one component with ``S = image_j - image_i`` (the one image of the same instance),
+    kept when ``core < |r_j - r_i + S @ cell| < cutoff`` (as :func:`radius_graph` keeps pairs)."""
+    order = torch.argsort(component[nodes], stable=True)
+    d = nodes[order]
+    cs = component[d]
+    m = int(d.shape[0])
+    change = torch.ones(m, dtype=torch.bool, device=d.device)
+    change[1:] = cs[1:] != cs[:-1]
+    gid = torch.cumsum(change.to(torch.int64), 0) - 1
+    gcount = torch.bincount(gid)
+    gstart = torch.cumsum(gcount, 0) - gcount
+    per = gcount[gid]  # partners of each node, itself included
+    rep = torch.repeat_interleave(torch.arange(m, device=d.device), per)
+    offset = torch.arange(int(per.sum()), device=d.device) - torch.repeat_interleave(torch.cumsum(per, 0) - per, per)
+    i, j = d[rep], d[gstart[gid][rep] + offset]
+    s = torch.round(node_image[j] - node_image[i]).to(torch.int64)
+    r = torch.linalg.vector_norm(pos[j] - pos[i] + s.to(pos.dtype) @ cell.to(pos.dtype), dim=-1)
+    keep = (i != j) & (r < cutoff) & (r > core)
+    return torch.stack([i[keep], j[keep]]), s[keep]
+
+
 def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, core: float,
                  component: Optional[Tensor] = None, node_image: Optional[Tensor] = None,
-                 node_free: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+                 node_free: Optional[Tensor] = None, direct_max_nodes: int = 128) -> Tuple[Tensor, Tensor]:
     """Radius graph of coarse nodes (detached positions, periodic images, edges not longer than ``core``, the
     inner radius of :data:`CORE`, left out), frame by frame; the nodes of each frame are contiguous. Shifts in
     the positions' dtype.
@@ -118,29 +148,41 @@ def coarse_graph(positions: Tensor, batch: Tensor, cell: Tensor, pbc: Tensor, cu
     molecule's periodic copies are other molecules (no edge to them), a sheet's are the sheet itself (edges
     kept), a graphite layer's copy one c vector away is another layer. Nodes that are alone in a component that
     does not repeat can have no edge and are left out of the neighbour search (in a molecular liquid with one
-    node per molecule nothing is searched at all)."""
+    node per molecule nothing is searched at all); the nodes of a component that does not repeat and has at
+    most ``direct_max_nodes`` (:data:`DIRECT_PAIRS_MAX_NODES`) nodes get their edges from the pairs of its own
+    nodes (one image each, ``S = image_j - image_i``) instead of a search among every molecule within the cutoff
+    (a liquid of molecules with several nodes each)."""
     pos = positions.detach()
     if not bool(torch.isfinite(pos).all()):
         raise NonFiniteError("a coarse level's positions are not finite (NaN or inf): the model's features "
                              "overflowed on this structure")
     counts = torch.bincount(batch, minlength=int(cell.shape[0]))
     alone = torch.zeros_like(batch, dtype=torch.bool)
-    if component is not None and node_free is not None:
+    direct = torch.zeros_like(batch, dtype=torch.bool)
+    if component is not None and node_free is not None and node_image is not None:
         repeats = torch.diagonal(node_free, dim1=1, dim2=2).sum(-1) < 2.5  # bonded to some of its images
-        alone = (torch.bincount(component)[component] == 1) & ~repeats
+        size = torch.bincount(component)[component]
+        alone = (size == 1) & ~repeats
+        direct = (size > 1) & (size <= direct_max_nodes) & ~repeats
     ei: List[Tensor] = []
     sh: List[Tensor] = []
     lo = 0
     for b in range(int(cell.shape[0])):
         hi = lo + int(counts[b])
-        if component is not None and bool(alone[lo:hi].any()):
-            keep = torch.nonzero(~alone[lo:hi]).squeeze(1)
+        if component is not None and bool((alone[lo:hi] | direct[lo:hi]).any()):
+            keep = torch.nonzero(~(alone[lo:hi] | direct[lo:hi])).squeeze(1)
             e, s = radius_graph(pos[lo:hi][keep], cell[b], pbc[b], cutoff, core)
-            e = keep[e]
+            ei.append(keep[e] + lo)
+            sh.append(s)
+            if node_image is not None and bool(direct[lo:hi].any()):
+                e, s = _pairs_within(pos, component, node_image, cell[b], cutoff, core,
+                                     torch.nonzero(direct[lo:hi]).squeeze(1) + lo)
+                ei.append(e)
+                sh.append(s)
         else:
             e, s = radius_graph(pos[lo:hi], cell[b], pbc[b], cutoff, core)
-        ei.append(e + lo)
-        sh.append(s)
+            ei.append(e + lo)
+            sh.append(s)
         lo = hi
     edge_index, shifts = torch.cat(ei, dim=1), torch.cat(sh).to(positions.dtype)
     if component is not None and node_image is not None and node_free is not None:
