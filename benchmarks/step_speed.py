@@ -12,6 +12,7 @@ Contestants, interleaved call by call so that load from other processes hits all
 
     python benchmarks/step_speed.py                       # flake + benzene, water droplet, water box
     python benchmarks/step_speed.py --systems droplet --calls 15
+    python benchmarks/step_speed.py --no-export --edges within-component   # MuSE-intra
 """
 
 from __future__ import annotations
@@ -61,7 +62,15 @@ def droplet(n_atoms: int = 990):
     return out
 
 
-SYSTEMS = {"flake+benzene": flake_benzene, "droplet": droplet, "water-box": lambda: _water_box(1000)}
+def chignolin():
+    """The folded chignolin of ``data/folding`` (138 atoms, one free molecule)."""
+    from ase.io import read
+
+    return read(Path(__file__).resolve().parents[1] / "data" / "folding" / "chignolin.pdb")
+
+
+SYSTEMS = {"flake+benzene": flake_benzene, "chignolin": chignolin, "droplet": droplet,
+           "water-box": lambda: _water_box(1000)}
 
 
 def main(argv=None) -> int:
@@ -72,12 +81,16 @@ def main(argv=None) -> int:
     p.add_argument("--no-export", action="store_true", help="time the Python calculators only")
     p.add_argument("--coarse-features", type=int, default=None,
                    help="PaiNN width of the coarse levels' backbones (levels[k].backbone; default: the atoms' 64)")
+    p.add_argument("--edges", choices=["all", "within-component"], default="all",
+                   help="levels[k].edges of MuSE's two levels (within-component: MuSE-intra)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from muse_ff import MuSECalculator, build_model
 
-    level = {} if args.coarse_features is None else {"backbone": {**PAINN, "features": args.coarse_features}}
+    level = {"edges": args.edges}
+    if args.coarse_features is not None:
+        level["backbone"] = {**PAINN, "features": args.coarse_features}
     torch.manual_seed(0)
     models = {"PaiNN": build_model({"backbone": PAINN, "levels": []}).eval(),
               "MuSE": build_model({"backbone": PAINN, "levels": [level, level]}).eval()}
