@@ -130,7 +130,7 @@ def _reset_hwm() -> None:
 
 
 def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchors: str,
-            backbone: str = "painn", physical: bool = False, edges: str = "all") -> dict:
+            backbone: str = "painn", physical: bool = False, edges: str = "all", features: int = 0) -> dict:
     """One measurement in this process (called in a subprocess)."""
     import torch
 
@@ -143,7 +143,12 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     atoms = SYSTEMS[system](n)
     level_cfg = [{"edges": edges}] * levels
     extra = {"physical": {}, "charges": True} if physical else {}
-    model = build_model({"backbone": BACKBONE_CHOICES[backbone][1], "levels": level_cfg, **extra}).eval()
+    bb = dict(BACKBONE_CHOICES[backbone][1])
+    if features:
+        if backbone != "painn":
+            raise SystemExit("--features sets the PaiNN width only")
+        bb["features"] = features
+    model = build_model({"backbone": bb, "levels": level_cfg, **extra}).eval()
     t0 = time.perf_counter()
     graph = frame_graph(atoms, model.cutoff, keys=None)
     t_nl = time.perf_counter() - t0
@@ -170,7 +175,7 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
 
 def _spawn(args, n: int, levels: int, backbone: str, physical: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
-           str(args.threads), args.anchors, backbone, str(int(physical)), args.edges]
+           str(args.threads), args.anchors, backbone, str(int(physical)), args.edges, str(args.features or 0)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -196,6 +201,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per model and size (fastest kept)")
     p.add_argument("--anchors", choices=["topology"], default="topology",
                    help="coarse-graining kind (only 'topology': see muse_ff.nn.coarsening)")
+    p.add_argument("--features", type=int, default=None,
+                   help="PaiNN width (default 32; e.g. 8 for 100k atoms within 24 GB)")
     p.add_argument("--backbone", choices=sorted(BACKBONE_CHOICES), default=["painn"], nargs="+",
                    help="backbone(s) of both models; several are measured side by side, interleaved "
                         "(mace needs mace-torch: pip install 'muse-ff[mace]')")
@@ -207,12 +214,12 @@ def main(argv=None) -> int:
                    help="levels[k].edges of the MuSE models: every coarse pair within the cutoff (default), or only "
                         "pairs inside one covalent component (MuSE-intra: no coarse edges between molecules)")
     p.add_argument("--json", help="write all rows to this file")
-    p.add_argument("--one", nargs=9, help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=10, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        system, n, levels, repeats, threads, anchors, backbone, physical, edges = args.one
+        system, n, levels, repeats, threads, anchors, backbone, physical, edges, features = args.one
         print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone,
-                                 bool(int(physical)), edges)))
+                                 bool(int(physical)), edges, int(features))))
         return 0
     rows = []
     physical_flags = (False, True) if args.physical else (False,)
