@@ -84,9 +84,16 @@ def test_every_benchmark_takes_its_contestants_from_the_registry():
         assert got["PaiNN+physical"]["physical"] == {} and got["PaiNN+physical"]["charges"] is True
         assert all(c["species"] == list(nonlocal_chains.SPECIES) for c in got.values())
     for mode, sizes in backbones.SIZES.items():
-        assert backbones.models(mode) == contestants.backbone_pairs(sizes, backbones.BUDGETS[mode].dtype)
+        got = backbones.models(mode)
+        pairs = contestants.backbone_pairs(sizes, backbones.BUDGETS[mode].dtype)
+        assert list(got) == [*pairs, *contestants.BACKBONES_PHYSICAL] and all(got[n] == c for n, c in pairs.items())
         assert all(c["levels"] == ([{}, {}] if n.startswith("MuSE(") else [])
-                   for n, c in backbones.models(mode).items())
+                   for n, c in got.items() if n in pairs)
+        for name in contestants.BACKBONES_PHYSICAL:  # the mode's PaiNN with the physical terms and charges
+            assert got[name]["backbone"] == sizes["PaiNN"] and got[name]["physical"] == {} and got[name]["charges"]
+            assert contestants.training_overrides("backbones", name)["loss"]["interaction"] > 0
+        assert got["MuSE-intra(PaiNN)+phys+Eint"]["levels"] == contestants.MUSE_INTRA_LEVELS
+        assert got["PaiNN+phys+Eint"]["levels"] == []
     assert [n for n in speed.calculators("gfn1-xtb", {}, "quick") if not n.startswith("teacher")] == list(common.MODELS)
 
 

@@ -18,7 +18,9 @@ long-range terms (``physical: {}`` with ``charges: true``). Each suite is one su
 - ``nonlocal``: ``muse bench nonlocal`` (three coarse levels reaching across a 24-carbon chain,
   :data:`NONLOCAL_LEVELS`; plus the physical model);
 - ``muse bench backbones``: each backbone plain and as MuSE(backbone) with :data:`MUSE_LEVELS`
-  (:func:`backbone_pairs`); ``muse bench graphene`` adds the MACE and SO3krates pairs of
+  (:func:`backbone_pairs`), plus the physical terms on PaiNN and on MuSE-intra(PaiNN)
+  (:data:`BACKBONES_PHYSICAL`, also trained on the dimers' interaction energies: :data:`TRAINING`);
+  ``muse bench graphene`` adds the MACE and SO3krates pairs of
   :data:`SMALL_BACKBONES` to its ``bench`` suite.
 
 :func:`select` picks contestants by name or folder name (the ``--contestants`` option of ``muse bench``).
@@ -84,6 +86,14 @@ BINDING: dict[str, dict] = {
     "MuSE-intra(PaiNN)+phys+Eint": {"levels": MUSE_INTRA_LEVELS, **PHYSICAL},
 }
 
+#: the physical terms on PaiNN and on MuSE-intra(PaiNN) in ``muse bench backbones``, also trained on the dimers'
+#: interaction energies (:data:`TRAINING`; the dimers carry no dipoles): what a user adds for long-range physics
+#: next to the plain backbones and MuSE(backbone)
+BACKBONES_PHYSICAL: dict[str, dict] = {
+    "PaiNN+phys+Eint": {"levels": [], **PHYSICAL},
+    "MuSE-intra(PaiNN)+phys+Eint": {"levels": MUSE_INTRA_LEVELS, **PHYSICAL},
+}
+
 #: suite -> {contestant name: overrides of the backbone's ``model:`` section}
 SUITES: dict[str, dict[str, dict]] = {
     "demo": {
@@ -114,6 +124,9 @@ TRAINING: dict[str, dict[str, dict]] = {
     # (10 * 0.01^2 = 1e-3, 1000 * 0.001^2 = 1e-3, 0.03^2 = 9e-4)
     "graphene": {name: {"data": {"interaction_key": "binding_energy"}, "loss": {"interaction": 10.0}}
                  for name in BINDING},
+    # the demo's interaction weight, on the same kind of dimers (GFN2-xTB, polar and ionic pairs)
+    "backbones": {name: {"data": {"interaction_key": "interaction_energy"}, "loss": {"interaction": 100.0}}
+                  for name in BACKBONES_PHYSICAL},
 }
 
 

@@ -1,4 +1,5 @@
-"""``muse bench backbones --quick``: six models (three backbones, plain and MuSE) trained, evaluated, reported."""
+"""``muse bench backbones --quick``: six models (three backbones, plain and MuSE) and the two physical ones
+trained, evaluated, reported."""
 
 import json
 import math
@@ -20,7 +21,8 @@ def test_bench_backbones_quick_trains_six_models_differing_only_where_intended(t
     content = json.loads((folder / "results.json").read_text())
     assert (folder / "table.md").is_file()
     models = content["results"]["models"]
-    assert list(models) == [n for b in BACKBONES for n in (b, f"MuSE({b})")]
+    physical = ["PaiNN+phys+Eint", "MuSE-intra(PaiNN)+phys+Eint"]
+    assert list(models) == [n for b in BACKBONES for n in (b, f"MuSE({b})")] + physical
     for name, r in models.items():
         values = [r["metrics"]["energy_mae"], r["metrics"]["forces_mae"], r["eval_time_s"],
                   *r["interaction_mae_meV"].values()]
@@ -41,6 +43,42 @@ def test_bench_backbones_quick_trains_six_models_differing_only_where_intended(t
         assert without_levels(plain) == without_levels(muse)
         assert plain["training"] | {"output_dir": None} == muse["training"] | {"output_dir": None}
         assert plain["data"] == muse["data"]
-    # one budget for all: training sections identical across backbones too (up to the output folder)
-    assert len({json.dumps(c["training"] | {"output_dir": None}, sort_keys=True) for c in configs.values()}) == 1
+    # one budget for all: training sections identical across backbones too (up to the output folder), and the
+    # physical ones add the interaction-energy loss only
+    same = lambda c: c["training"] | {"output_dir": None, "loss": None}  # noqa: E731
+    assert len({json.dumps(same(c), sort_keys=True) for c in configs.values()}) == 1
+    assert len({json.dumps(configs[n]["training"] | {"output_dir": None}, sort_keys=True) for n in BACKBONES}) == 1
+    for name in physical:
+        model, data = configs[name]["model"], configs[name]["data"]
+        assert model["physical"] is not None and model["charges"]
+        assert model["backbone"] == configs["PaiNN"]["model"]["backbone"]
+        assert data["interaction_key"] == "interaction_energy" and configs[name]["training"]["loss"]["interaction"] > 0
+    intra = configs["MuSE-intra(PaiNN)+phys+Eint"]["model"]["levels"]
+    assert intra and all(lev["edges"] == "within-component" for lev in intra)
     assert models["MuSE(PaiNN)"]["params"] > models["PaiNN"]["params"]
+
+
+def test_the_dimers_ions_carry_their_charge(data_dir):
+    """Frames written before the builder set formal charges get them from their monomers: the ion of an ion + water
+    pair carries the whole charge, so no model moves it onto the water; a wrong total is refused."""
+    from ase.build import molecule as ase_molecule
+
+    from muse_ff.bench.backbones import DATA, load
+    from muse_ff.data.atoms import fragment
+    from muse_ff.datasets.dimers import add_missing_formal_charges
+
+    if not (data_dir / "long-range-dimers").is_dir():
+        pytest.skip("data/long-range-dimers is not available")
+    frames = [a for s in load(data_dir / DATA, quick=True).values() for a in s]
+    want = {"formate": -1, "methylammonium": 1}
+    seen = set()
+    for a in frames:
+        n, (first, second) = int(a.info["n_first"]), a.info["system"].split("+")
+        assert [fragment(a, slice(None, n)).info["charge"], fragment(a, slice(n, None)).info["charge"]] == \
+            [want.get(first, 0), want.get(second, 0)], a.info["system"]
+        seen.add(a.info["system"])
+    assert {"formate+water", "methylammonium+water", "formate+methylammonium"} <= seen
+    bad = ase_molecule("H2O") + ase_molecule("H2O")
+    bad.info.update(system="water+water", charge=1, n_first=3)
+    with pytest.raises(ValueError, match="monomer charges 0 \\+ 0 differ"):
+        add_missing_formal_charges([bad])

@@ -1,12 +1,16 @@
-"""``muse bench backbones``: PaiNN, MACE and SO3krates, each plain and as MuSE(backbone), on the same dimers.
+"""``muse bench backbones``: PaiNN, MACE and SO3krates, each plain and as MuSE(backbone), on the same dimers,
+next to the physical long-range terms on PaiNN and on MuSE-intra(PaiNN).
 
-Six models train on the long-range dimers (``data/long-range-dimers``: GFN2-xTB, polar and ionic molecule
-pairs with centres of mass 3-15 Å apart; train/valid/test in ``info["split"]``) through
+Six models (and the two physical ones, :data:`muse_ff.contestants.BACKBONES_PHYSICAL`: the PaiNN of the mode's
+size with ``model.physical`` and charges, plain and with coarse edges only within each molecule, also trained
+on the interaction energies with the demo's weight; the same frames and budget otherwise) train on the
+long-range dimers (``data/long-range-dimers``: GFN2-xTB, polar and ionic molecule pairs with centres of mass
+3-15 Å apart; train/valid/test in ``info["split"]``; the ion of a charged pair carries its charge) through
 :func:`muse_ff.bench.common.train_pair`: the same frames, epochs, batch size, learning-rate schedule, loss
 weights, seed, float32 and 5 Å backbone cutoff for all. A backbone and its MuSE version differ only in
 ``levels`` (:data:`~muse_ff.contestants.MUSE_LEVELS`, the two coarse levels of the other benchmarks:
 cutoffs 10 and 20 Å); the three backbones differ only in ``model.backbone`` (library defaults in the default
-and full modes, i.e. ``{name: ...}`` alone; tiny sizes in quick mode).
+and full modes, i.e. ``{name: ...}`` alone; tiny sizes in quick mode). ``--contestants`` trains some of them.
 
 Reported per model on the test split: parameters, training wall time (s), MAE of the energy (meV/atom) and
 forces (meV/Å), the MAE of the interaction energy E(AB) - E(A) - E(B) (meV, each model evaluating the rigid
@@ -30,7 +34,7 @@ from ase import Atoms
 from rich.console import Console
 
 from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, training_config
-from muse_ff.contestants import backbone_pairs, slug
+from muse_ff.contestants import BACKBONES_PHYSICAL, TRAINING, backbone_pairs, model_section, select, slug
 
 DATA = "long-range-dimers/long-range-dimers.extxyz.xz"  # in the data folder
 #: mode -> {backbone label: ``model.backbone`` section}; default and full: each library's defaults
@@ -61,8 +65,14 @@ WARMUP = 3  # untimed evaluations before the timed ones
 
 def models(mode: str) -> dict[str, dict]:
     """{name: ``model:`` section}: each backbone plain (``levels: []``) and as MuSE(backbone)
-    (:func:`muse_ff.contestants.backbone_pairs`)."""
-    return backbone_pairs(SIZES[mode], BUDGETS[mode].dtype)
+    (:func:`muse_ff.contestants.backbone_pairs`), then the physical contestants on the mode's PaiNN."""
+    return {**backbone_pairs(SIZES[mode], BUDGETS[mode].dtype), **physical_models(mode)}
+
+
+def physical_models(mode: str) -> dict[str, dict]:
+    """{name: ``model:`` section} of :data:`~muse_ff.contestants.BACKBONES_PHYSICAL` on the mode's PaiNN."""
+    return {name: model_section(spec, SIZES[mode]["PaiNN"], BUDGETS[mode].dtype)
+            for name, spec in BACKBONES_PHYSICAL.items()}
 
 
 def backbone_hparams(backbone: dict) -> dict:
@@ -81,12 +91,14 @@ def _hparams_text(backbone: dict) -> str:
 
 
 def load(path: Path, quick: bool) -> dict[str, list[Atoms]]:
-    """Frames by split. Quick mode keeps one training frame per system (every element is seen) and
-    :data:`QUICK_TEST_PER_BIN` test frames per separation bin."""
+    """Frames by split, each with its monomers' formal charges (the ion of an ion + water pair carries the charge:
+    :func:`muse_ff.datasets.dimers.add_missing_formal_charges`). Quick mode keeps one training frame per system
+    (every element is seen) and :data:`QUICK_TEST_PER_BIN` test frames per separation bin."""
+    from muse_ff.datasets.dimers import add_missing_formal_charges
     from muse_ff.teachers.labelling import read_frames
     from muse_ff.training.demo import BINS
 
-    frames = read_frames(path)
+    frames = add_missing_formal_charges(read_frames(path))
     out = {s: [a for a in frames if a.info["split"] == s] for s in ("train", "valid", "test")}
     if quick:
         out["train"] = list({a.info["system"]: a for a in reversed(out["train"])}.values())
@@ -199,7 +211,7 @@ def hparam_rows(configs: dict[str, dict], trained: dict) -> list[list]:
     """One row per backbone: its full hyper-parameters, and the coarse levels of its MuSE version."""
     rows = []
     for name, model in configs.items():
-        if name.startswith("MuSE("):
+        if name.startswith("MuSE(") or name in BACKBONES_PHYSICAL:
             continue
         muse = trained.get(f"MuSE({name})")
         rows.append([name, model["backbone"]["name"], f"{model['cutoff']:g}", _hparams_text(model["backbone"]),
@@ -220,7 +232,7 @@ def plot(results: dict[str, dict], path: Path) -> Path:
         idx = np.digitize(sep, edges)
         x = [0.5 * (edges[i - 1] + edges[i]) for i in range(1, len(edges)) if (idx == i).any()]
         y = [err[idx == i].mean() for i in range(1, len(edges)) if (idx == i).any()]
-        ax.plot(x, y, "-s" if name.startswith("MuSE(") else "--^", color=f"C{k // 2}", ms=3, label=name)
+        ax.plot(x, y, "-s" if name.startswith("MuSE") else "--^", color=f"C{k // 2}", ms=3, label=name)
     ax.axvline(5.0, color="grey", lw=0.6, ls=":")
     ax.set_yscale("log")
     ax.set_xlabel("centre-of-mass separation (Å)")
@@ -230,13 +242,16 @@ def plot(results: dict[str, dict], path: Path) -> Path:
 
 
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
-        retrain: bool = False, console: Console | None = None) -> dict:
-    """Train the six models on the dimers with one budget, evaluate them on the test split, write the report."""
+        retrain: bool = False, console: Console | None = None, contestants_filter=None) -> dict:
+    """Train the models (all, or those named in ``contestants_filter``) on the dimers with one budget, evaluate
+    them on the test split, write the report (with the models of this run)."""
     console = console or Console()
     report = Report("backbones", mode)
     frames = load(Path(data_dir) / DATA, quick=mode == "quick")
     budget, configs = BUDGETS[mode], models(mode)
-    trained = train_pair(frames["train"], frames["valid"], out, budget, progress, retrain, console, models=configs)
+    configs = {n: configs[n] for n in select(contestants_filter, list(configs))}
+    trained = train_pair(frames["train"], frames["valid"], out, budget, progress, retrain, console, models=configs,
+                         training=TRAINING["backbones"])
     results = evaluate(trained, frames["test"], console)
     import torch
 

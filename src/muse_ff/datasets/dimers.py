@@ -96,6 +96,25 @@ def set_formal_charges(atoms: Atoms, charge_a: float, charge_b: float) -> None:
     atoms.set_initial_charges(q)
 
 
+def add_missing_formal_charges(frames: list[Atoms]) -> list[Atoms]:
+    """Set :func:`set_formal_charges` on dimer frames written before the builder set them (no
+    ``initial_charges``), from their ``info['system']`` (``A+B``) and each monomer's charge in the molecule
+    library; frames that have them are left as they are. Without them a charged dimer's two molecules share its
+    charge as one group (``ChargeAmbiguityWarning``), so an ion's charge could move onto the water next to it.
+
+    Raises ``ValueError`` when the monomers' charges do not add up to ``info['charge']``."""
+    for atoms in frames:
+        if "initial_charges" in atoms.arrays and atoms.arrays["initial_charges"].any():
+            continue
+        names = str(atoms.info["system"]).split("+")
+        qa, qb = (int(molecule(m).info["charge"]) for m in names)
+        if qa + qb != int(atoms.info.get("charge", 0)):
+            raise ValueError(f"dimer {atoms.info['system']}: monomer charges {qa} + {qb} differ from the frame's "
+                             f"charge {atoms.info.get('charge', 0)}")
+        set_formal_charges(atoms, qa, qb)
+    return frames
+
+
 def generate(cfg: DimerConfig, subset: bool, teacher: Teacher) -> list[Atoms]:
     """Unlabelled dimer frames; with ``subset`` the first ``subset_per_pair`` frames of every pair."""
     n = cfg.subset_per_pair if subset else cfg.frames_per_pair
