@@ -13,8 +13,9 @@ whose seed groups are within the level's ``hops`` bonds. From it, at every call:
   what the node is, not which atom was its seed;
 * coarse positions  X_c = s_c + sum_i w_ic v_ic / m_c,  m_c = sum_i w_ic  (relative to the seed: exact
   translation invariance and correct under periodic boundaries);
-* coarse features  H_c = sum_i w_ic h_i / m_c  (l = 1 vectors and l = 2 tensors likewise, when the coarse
-  backbone takes them), and m_c itself as an input feature;
+* coarse features  H_c = sum_i w_ic h_i / m_c, and m_c itself as an input feature; l = 1 vectors likewise when
+  the coarse backbone has vector features (``vector_features``: a coarse MACE with ``vector_output: false``
+  still takes them), l = 2 tensors when it takes them (``tensor_in_features``);
 * unpooling  h_i += sum_c w_ic U(h_c);  coarse energies are handed back as  e_i = sum_c w_ic e_c / m_c.
 
 The coarse radius graph is rebuilt from detached coarse positions at every call (like a neighbour list), in
