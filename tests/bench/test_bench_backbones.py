@@ -3,6 +3,7 @@ trained, evaluated, reported."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -20,9 +21,11 @@ def test_bench_backbones_quick_trains_six_models_differing_only_where_intended(t
     folder = tmp_path / "backbones"
     content = json.loads((folder / "results.json").read_text())
     assert (folder / "table.md").is_file()
-    models = content["results"]["models"]
+    per_seed = content["results"]["models"]
     physical = ["PaiNN+phys+Eint", "MuSE-intra(PaiNN)+phys+Eint"]
-    assert list(models) == [n for b in BACKBONES for n in (b, f"MuSE({b})")] + physical
+    assert list(per_seed) == [n for b in BACKBONES for n in (b, f"MuSE({b})")] + physical
+    assert content["results"]["seeds"] == {n: 1 for n in per_seed}  # quick: one seed each
+    models = {n: runs[0] for n, runs in per_seed.items()}
     for name, r in models.items():
         values = [r["metrics"]["energy_mae"], r["metrics"]["forces_mae"], r["eval_time_s"],
                   *r["interaction_mae_meV"].values()]
@@ -33,7 +36,7 @@ def test_bench_backbones_quick_trains_six_models_differing_only_where_intended(t
         assert sum(v["frames"] for v in by_kind) == content["results"]["frames"]["test"] == 3
         assert all(math.isfinite(v["mae"]) for v in by_kind)
 
-    configs = {name: yaml.safe_load((folder / c["folder"].split("/")[-1] / "config.yaml").read_text())
+    configs = {name: yaml.safe_load((Path(c["folder"]) / "config.yaml").read_text())
                for name, c in content["results"]["configs"].items()}
     for label, backbone in BACKBONES.items():
         plain, muse = configs[label], configs[f"MuSE({label})"]
@@ -82,3 +85,31 @@ def test_the_dimers_ions_carry_their_charge(data_dir):
     bad.info.update(system="water+water", charge=1, n_first=3)
     with pytest.raises(ValueError, match="monomer charges 0 \\+ 0 differ"):
         add_missing_formal_charges([bad])
+
+
+def test_seed_counts_give_the_painn_family_three_seeds_by_default():
+    from muse_ff.bench.backbones import models, seed_counts
+
+    names = list(models("default"))
+    counts = seed_counts(names, "default")
+    assert {n for n, k in counts.items() if k == 3} == {"PaiNN", "MuSE(PaiNN)", "PaiNN+phys+Eint",
+                                                          "MuSE-intra(PaiNN)+phys+Eint"}
+    assert counts["MACE"] == counts["MuSE(SO3krates)"] == 1
+    assert seed_counts(["MACE"], "default", 2, chosen=True) == {"MACE": 2}
+    assert seed_counts(names, "default", 2)["MACE"] == 1
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        seed_counts(names, "default", 0)
+
+
+def test_verdict_rows_judge_each_model_against_its_reference():
+    from muse_ff.bench.backbones import verdict_rows
+
+    def result(e, eint):
+        return {"metrics": {"energy_mae": e, "forces_mae": 50.0}, "interaction_mae_meV": {"<5 Å": eint}}
+
+    per_seed = {"PaiNN": [result(16.0, 100.0), result(16.5, 110.0), result(15.5, 90.0)],
+                "MuSE(PaiNN)": [result(2.4, 100.0), result(2.5, 120.0), result(2.3, 80.0)]}
+    rows = verdict_rows(per_seed)
+    assert [r[:2] for r in rows] == [["MuSE(PaiNN)", "PaiNN"]]
+    assert rows[0][2].endswith("better") and rows[0][3].endswith("within spread")
+    assert rows[0][4].endswith("within spread")

@@ -33,7 +33,22 @@ import numpy as np
 from ase import Atoms
 from rich.console import Console
 
-from muse_ff.bench.common import Budget, Report, fmt, pyplot, save_figure, train_pair, training_config
+from muse_ff.bench.common import (
+    CURVE_COLUMNS,
+    VERDICT_RULE,
+    Budget,
+    Report,
+    comparisons,
+    curve_rows,
+    learning_curve,
+    pm,
+    pyplot,
+    save_figure,
+    seed_folder,
+    train_and_evaluate,
+    training_config,
+    verdict,
+)
 from muse_ff.contestants import BACKBONES_PHYSICAL, TRAINING, backbone_pairs, model_section, select, slug
 
 DATA = "long-range-dimers/long-range-dimers.extxyz.xz"  # in the data folder
@@ -169,33 +184,55 @@ def interaction_by_kind(result: dict, test: list[Atoms]) -> dict[str, dict[str, 
     return out
 
 
-def kind_rows(results: dict[str, dict]) -> list[list]:
-    """Rows (kind, model, Eint MAE per bin with the frame count) of :func:`interaction_by_kind`."""
-    labels, rows = bins(results), []
+def kind_rows(per_seed: dict[str, list[dict]]) -> list[list]:
+    """Rows (kind, model, Eint MAE per bin over seeds with the frame count) of :func:`interaction_by_kind`."""
+    labels, rows = bins(per_seed), []
     for kind in KINDS:
-        for name, r in results.items():
-            per = r.get("interaction_mae_meV_by_kind", {}).get(kind)
-            if per:
-                rows.append([kind, name, *[f"{fmt(per[b]['mae'], 1)} ({per[b]['frames']})" if b in per else "-"
-                                           for b in labels]])
+        for name, runs in per_seed.items():
+            per = [r.get("interaction_mae_meV_by_kind", {}).get(kind) for r in runs]
+            if per[0]:
+                rows.append([kind, name, *[f"{pm([p[b]['mae'] for p in per if p], 1)} ({per[0][b]['frames']})"
+                                           if b in per[0] else "-" for b in labels]])
     return rows
 
 
-def bins(results: dict[str, dict]) -> list[str]:
+def bins(per_seed: dict[str, list[dict]]) -> list[str]:
     """The separation-bin labels present in the results, in order."""
     from muse_ff.training.demo import BINS, _bin_label
 
-    present = {b for r in results.values() for b in r.get("interaction_mae_meV", {})}
+    present = {b for runs in per_seed.values() for r in runs for b in r.get("interaction_mae_meV", {})}
     return [label for label in (_bin_label(lo, hi) for lo, hi in BINS) if label in present]
 
 
-def comparison_rows(results: dict[str, dict]) -> list[list]:
-    """One row per model: params, train s, E and F MAE, Eint MAE per bin, ms per evaluation."""
-    rows = []
-    for name, r in results.items():
-        m, ie = r["metrics"], r.get("interaction_mae_meV", {})
-        rows.append([name, r["params"], fmt(r["train_time_s"], 0), fmt(m["energy_mae"], 2), fmt(m["forces_mae"], 1),
-                     *[fmt(ie.get(b), 1) for b in bins(results)], fmt(1000 * r["eval_time_s"], 1)])
+def comparison_rows(per_seed: dict[str, list[dict]]) -> list[list]:
+    """One row per model: params, seeds, train s, E and F MAE, Eint MAE per bin, ms per evaluation (mean ± std
+    over seeds)."""
+    labels, rows = bins(per_seed), []
+    for name, runs in per_seed.items():
+        rows.append([name, runs[0]["params"], len(runs), pm([r["train_time_s"] for r in runs], 0),
+                     pm([r["metrics"]["energy_mae"] for r in runs], 2),
+                     pm([r["metrics"]["forces_mae"] for r in runs], 1),
+                     *[pm([r.get("interaction_mae_meV", {}).get(b) for r in runs], 1) for b in labels],
+                     pm([1000 * r["eval_time_s"] for r in runs], 1)])
+    return rows
+
+
+#: (label, value of one seed's result) of the verdict table
+VERDICT_METRICS = [("E", lambda r: r["metrics"]["energy_mae"]), ("F", lambda r: r["metrics"]["forces_mae"])]
+
+
+def verdict_rows(per_seed: dict[str, list[dict]]) -> list[list]:
+    """Each contestant against the models it is judged against (:func:`muse_ff.bench.common.comparisons`):
+    difference of the means ± combined spread and the verdict, for E, F and Eint in every separation bin."""
+    labels, rows = bins(per_seed), []
+    metrics = VERDICT_METRICS + [(f"Eint {b}", lambda r, b=b: r.get("interaction_mae_meV", {}).get(b)) for b in labels]
+    for name, runs in per_seed.items():
+        for ref in comparisons(name, list(per_seed)):
+            cells = []
+            for _, get in metrics:
+                v = verdict([get(r) for r in runs], [get(r) for r in per_seed[ref]])
+                cells.append(f"{v.difference:+.1f} ± {v.spread:.1f} {v.word}" if v.word != "n/a" else "n/a")
+            rows.append([name, ref, *cells])
     return rows
 
 
@@ -215,12 +252,12 @@ def hparam_rows(configs: dict[str, dict], trained: dict) -> list[list]:
             continue
         muse = trained.get(f"MuSE({name})")
         rows.append([name, model["backbone"]["name"], f"{model['cutoff']:g}", _hparams_text(model["backbone"]),
-                     levels_text(muse.path) if muse else "-"])
+                     levels_text(muse[0].path) if muse else "-"])
     return rows
 
 
 def plot(results: dict[str, dict], path: Path) -> Path:
-    """Interaction-energy error (meV) against separation, 1 Å bins, one line per model."""
+    """Interaction-energy error (meV) against separation, 1 Å bins, one line per model (``results``: one seed's)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     edges = np.arange(3.0, 16.0, 1.0)
@@ -241,40 +278,79 @@ def plot(results: dict[str, dict], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+#: training seeds of the PaiNN contestants (PaiNN, MuSE(PaiNN) and the physical ones) per mode (``--seeds``)
+SEEDS = {"quick": 1, "default": 3, "full": 3}
+#: training seeds of the MACE and SO3krates pairs per mode (at most ``--seeds``): MACE's pair alone is ~30 min
+EXTRA_SEEDS = {"quick": 1, "default": 1, "full": 3}
+
+
+def seed_counts(names: list[str], mode: str, seeds: int | None = None, chosen: bool = False) -> dict[str, int]:
+    """{name: seeds}: ``seeds`` (default :data:`SEEDS`) for the PaiNN contestants, at most :data:`EXTRA_SEEDS`
+    for the other backbones, unless the contestants were ``chosen`` by name and ``seeds`` given: then each
+    of them gets ``seeds``."""
+    n = SEEDS[mode] if seeds is None else int(seeds)
+    if n < 1:
+        raise ValueError(f"seeds must be >= 1, got {n}")
+    if chosen and seeds is not None:
+        return {name: n for name in names}
+    painn = {"PaiNN", "MuSE(PaiNN)", *BACKBONES_PHYSICAL}
+    return {name: n if name in painn else min(n, EXTRA_SEEDS[mode]) for name in names}
+
+
 def run(out: Path, mode: str = "default", data_dir: Path = Path("data"), progress: bool = False,
-        retrain: bool = False, console: Console | None = None, contestants_filter=None) -> dict:
-    """Train the models (all, or those named in ``contestants_filter``) on the dimers with one budget, evaluate
-    them on the test split, write the report (with the models of this run)."""
-    console = console or Console()
-    report = Report("backbones", mode)
-    frames = load(Path(data_dir) / DATA, quick=mode == "quick")
-    budget, configs = BUDGETS[mode], models(mode)
-    configs = {n: configs[n] for n in select(contestants_filter, list(configs))}
-    trained = train_pair(frames["train"], frames["valid"], out, budget, progress, retrain, console, models=configs,
-                         training=TRAINING["backbones"])
-    results = evaluate(trained, frames["test"], console)
+        retrain: bool = False, console: Console | None = None, contestants_filter=None,
+        seeds: int | None = None) -> dict:
+    """Train the models (all, or those named in ``contestants_filter``) on the dimers with one budget and
+    :func:`seed_counts` seeds each, evaluate them on the test split, write the report (with the models of this
+    run; rewritten after every training)."""
     import torch
 
-    labels = bins(results)
-    report.add_table(f"test split ({len(frames['test'])} frames): E (meV/atom), F (meV/Å), Eint = interaction "
-                     f"energy MAE (meV) by separation; ms = one energy + forces call, torch threads "
-                     f"{torch.get_num_threads()}",
-                     ["model", "params", "train s", "E MAE", "F MAE", *[f"Eint {b}" for b in labels], "ms / eval"],
-                     comparison_rows(results))
-    report.add_table(f"interaction-energy MAE (meV) by kind of pair and separation (test frames); the ion pair is "
-                     f"{'+'.join(IONS)}", ["pair", "model", *[f"Eint {b} (frames)" for b in labels]],
-                     kind_rows(results))
-    b, t = budget, training_config(budget, out)
-    shared = {k: v for k, v in asdict(b).items() if k not in ("features", "layers", "num_basis", "extra")}
-    n_train = len(frames["train"][:: b.train_stride][: b.max_train])
-    report.add_table(f"backbones (shared budget: {b.epochs} epochs, {n_train} training frames, batch {b.batch_size}, "
-                     f"AdamW lr {b.lr:g} {t['schedule']} to {t['min_lr']:g}, loss energy {b.energy_weight:g} / "
-                     f"forces {b.forces_weight:g}, EMA {t['ema_decay']:g}, seed {b.seed}, {b.dtype})",
-                     ["backbone", "name", "cutoff Å", "hyper-parameters", "MuSE levels"], hparam_rows(configs, trained))
-    report.plots.append(str(plot(results, out / "backbones_interaction.png")))
-    report.results = {"models": results, "budget": shared,
-                      "configs": {n: dict(c, folder=str(out / slug(n))) for n, c in configs.items()},
-                      "hyperparameters": {n: backbone_hparams(c["backbone"]) for n, c in configs.items()},
-                      "frames": {s: len(v) for s, v in frames.items()},
-                      "training": {n: t.summary for n, t in trained.items()}}
-    return report.write(out, console)
+    console = console or Console()
+    frames = load(Path(data_dir) / DATA, quick=mode == "quick")
+    budget, configs = BUDGETS[mode], models(mode)
+    names = select(contestants_filter, list(configs))
+    configs = {n: configs[n] for n in names}
+    counts = seed_counts(names, mode, seeds, chosen=bool(contestants_filter))
+
+    def evaluate_one(seed: int, t) -> dict:
+        return evaluate({t.name: t}, frames["test"], console)[t.name] | {"seed": seed}
+
+    def write(per_seed: dict, trained: dict, final: bool) -> dict:
+        report = Report("backbones", mode)
+        labels = bins(per_seed)
+        report.add_table(f"test split ({len(frames['test'])} frames): E (meV/atom), F (meV/Å), Eint = interaction "
+                         f"energy MAE (meV) by separation, mean ± std over seeds; ms = one energy + forces call, "
+                         f"torch threads {torch.get_num_threads()}",
+                         ["model", "params", "seeds", "train s", "E MAE", "F MAE", *[f"Eint {b}" for b in labels],
+                          "ms / eval"], comparison_rows(per_seed))
+        report.add_table(f"verdicts: each model against its reference (difference of means ± combined spread); "
+                         f"{VERDICT_RULE}", ["model", "against", *[m for m, _ in VERDICT_METRICS],
+                                             *[f"Eint {b}" for b in labels]], verdict_rows(per_seed))
+        report.add_table(f"interaction-energy MAE (meV) by kind of pair and separation (test frames), mean ± std "
+                         f"over seeds; the ion pair is {'+'.join(IONS)}",
+                         ["pair", "model", *[f"Eint {b} (frames)" for b in labels]], kind_rows(per_seed))
+        b, t = budget, training_config(budget, out)
+        shared = {k: v for k, v in asdict(b).items() if k not in ("features", "layers", "num_basis", "extra", "seed")}
+        n_train = len(frames["train"][:: b.train_stride][: b.max_train])
+        report.add_table(f"backbones (shared budget: {b.epochs} epochs, {n_train} training frames, batch "
+                         f"{b.batch_size}, AdamW lr {b.lr:g} {t['schedule']} to {t['min_lr']:g}, loss energy "
+                         f"{b.energy_weight:g} / forces {b.forces_weight:g}, EMA {t['ema_decay']:g}, seeds 0.."
+                         f"{max(counts.values()) - 1}, {b.dtype})",
+                         ["backbone", "name", "cutoff Å", "hyper-parameters", "MuSE levels"],
+                         hparam_rows({n: c for n, c in configs.items() if n in trained}, trained))
+        if final:
+            report.add_table("learning curves (validation loss per epoch)", CURVE_COLUMNS, curve_rows(trained))
+            report.plots.append(str(plot({n: runs[0] for n, runs in per_seed.items()},
+                                         out / "backbones_interaction.png")))
+        report.results = {"models": per_seed, "seeds": {n: len(r) for n, r in per_seed.items()}, "budget": shared,
+                          "configs": {n: dict(c, folder=str(seed_folder(out, 0) / slug(n)))
+                                      for n, c in configs.items()},
+                          "hyperparameters": {n: backbone_hparams(c["backbone"]) for n, c in configs.items()},
+                          "frames": {s: len(v) for s, v in frames.items()},
+                          "training": {n: [t.summary for t in runs] for n, runs in trained.items()},
+                          "learning_curves": {n: [learning_curve(t.path.parent) for t in runs]
+                                              for n, runs in trained.items()}}
+        return report.write(out, console)
+
+    return train_and_evaluate(frames["train"], frames["valid"], out, budget, lambda b: configs, counts, names,
+                              evaluate_one, write, progress, retrain, console, training=TRAINING["backbones"])
