@@ -12,6 +12,15 @@ weights, seed, float32 and 5 Å backbone cutoff for all. A backbone and its MuSE
 cutoffs 10 and 20 Å); the three backbones differ only in ``model.backbone`` (library defaults in the default
 and full modes, i.e. ``{name: ...}`` alone; tiny sizes in quick mode). ``--contestants`` trains some of them.
 
+Seeds (:func:`seed_counts`, ``--seeds``): PaiNN, MuSE(PaiNN) and the two physical models train with
+:data:`SEEDS` seeds (3 by default), the MACE and SO3krates pairs with :data:`EXTRA_SEEDS` (1 by default: MACE's
+pair alone takes ~30 min); a seed draws the initial weights and the order of the training frames. Tables give
+mean ± std over seeds, and a verdict table judges each model against its reference
+(:func:`muse_ff.bench.common.comparisons`: MuSE(X) against X, X+phys+Eint against X, MuSE-intra(PaiNN)+phys+Eint
+against PaiNN+phys+Eint) by :func:`muse_ff.bench.common.verdict`'s spread rule. A default run takes about an
+hour on one CPU thread (39 min for the six backbone models at one seed, ~10 min per extra seed of the PaiNN
+family).
+
 Reported per model on the test split: parameters, training wall time (s), MAE of the energy (meV/atom) and
 forces (meV/Å), the MAE of the interaction energy E(AB) - E(A) - E(B) (meV, each model evaluating the rigid
 monomers itself; :func:`muse_ff.analysis.quantities.interaction_energies` through
