@@ -16,6 +16,7 @@ size and the scaling exponents fitted to log(time) vs log(N).
     python benchmarks/speed.py --system water-cluster --physical   # the same water, free (no cell)
     python benchmarks/speed.py --physical --edges within-component   # MuSE-intra: no coarse edges between molecules
     python benchmarks/speed.py --system butane --edges within-component   # MuSE-intra, two coarse nodes per molecule
+    python benchmarks/speed.py --device cuda --sizes 1000 10000 100000     # on a GPU (synchronised timing, GPU memory)
 
 ``--physical`` adds the physical long-range terms (``model.physical`` with ``model.charges``: charges conserved
 per molecule, Coulomb and BJ-damped C6 dispersion with no cutoff; torch-pme Ewald/PME in a periodic cell,
@@ -130,14 +131,20 @@ def _reset_hwm() -> None:
 
 
 def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchors: str,
-            backbone: str = "painn", physical: bool = False, edges: str = "all", features: int = 0) -> dict:
-    """One measurement in this process (called in a subprocess)."""
+            backbone: str = "painn", physical: bool = False, edges: str = "all", features: int = 0,
+            device: str = "cpu") -> dict:
+    """One measurement in this process (called in a subprocess). On a GPU (``device`` cuda) each call is
+    synchronised before the clock stops, and the peak memory is the device's (``torch.cuda.max_memory_allocated``
+    above what the model and graph hold)."""
     import torch
 
     from muse_ff import build_model
     from muse_ff.data.atoms import frame_graph
+    from muse_ff.devices import check_device
     from muse_ff.physics import energy_and_derivatives
 
+    check_device(device)
+    cuda = torch.device(device).type == "cuda"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     atoms = SYSTEMS[system](n)
@@ -155,27 +162,35 @@ def run_one(system: str, n: int, levels: int, repeats: int, threads: int, anchor
     t0 = time.perf_counter()
     graph = model.prepare(graph)
     t_anchor = time.perf_counter() - t0
-    graph = graph.to(dtype=torch.float32)
+    model, graph = model.to(device), graph.to(device=device, dtype=torch.float32)
     energy_and_derivatives(model, graph)  # warm-up
     times = []
     base = _status_mb("VmRSS")
     _reset_hwm()
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        held = torch.cuda.memory_allocated(device)
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = energy_and_derivatives(model, graph)
+        if cuda:
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
         del out
+    peak = (torch.cuda.max_memory_allocated(device) - held) / 2**20 if cuda else _status_mb("VmHWM") - base
     coarse = [t.num_nodes for t in graph.coarse]
     return {"system": system, "backbone": backbone, "physical": physical, "atoms": len(atoms), "levels": levels,
             "coarse_edges": edges,
             "edges": int(graph.edge_index.shape[1]), "coarse_nodes": coarse, "t_neighbors_s": t_nl,
             "t_anchors_s": t_anchor,
-            "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": _status_mb("VmHWM") - base}
+            "t_energy_forces_s": float(np.min(times)), "peak_extra_mb": peak, "device": device}
 
 
 def _spawn(args, n: int, levels: int, backbone: str, physical: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--one", args.system, str(n), str(levels), str(args.repeats),
-           str(args.threads), args.anchors, backbone, str(int(physical)), args.edges, str(args.features or 0)]
+           str(args.threads), args.anchors, backbone, str(int(physical)), args.edges, str(args.features or 0),
+           args.device]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -214,13 +229,21 @@ def main(argv=None) -> int:
                    help="levels[k].edges of the MuSE models: every coarse pair within the cutoff (default), or only "
                         "pairs inside one covalent component (MuSE-intra: no coarse edges between molecules)")
     p.add_argument("--json", help="write all rows to this file")
-    p.add_argument("--one", nargs=10, help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help="torch device of the models and graphs (e.g. cuda)")
+    p.add_argument("--one", nargs=11, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        system, n, levels, repeats, threads, anchors, backbone, physical, edges, features = args.one
+        system, n, levels, repeats, threads, anchors, backbone, physical, edges, features, device = args.one
         print(json.dumps(run_one(system, int(n), int(levels), int(repeats), int(threads), anchors, backbone,
-                                 bool(int(physical)), edges, int(features))))
+                                 bool(int(physical)), edges, int(features), device)))
         return 0
+    from muse_ff.devices import DeviceError, check_device
+
+    try:
+        check_device(args.device)  # a GPU that is not there: one sentence, before any process starts
+    except DeviceError as err:
+        print(err, file=sys.stderr)
+        return 2
     rows = []
     physical_flags = (False, True) if args.physical else (False,)
     print(f"{'model':<21}{'atoms':>8}{'edges':>10}{'coarse':>14}{'t_nl s':>9}{'t_anch s':>10}"
